@@ -1,0 +1,129 @@
+"""Validation and normalisation of arguments shared by every refcnn function.
+
+Every malformed argument is refused here with a ``TypeError`` (wrong kind of
+object) or ``ValueError`` (right kind, wrong value) whose message names the
+parameter and the form that was expected, so that the public functions stay
+short and all of them refuse bad input in the same words.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+#: Floating dtypes refcnn computes with; anything else is refused.
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+PAD_WORDS = ("same", "valid")
+
+
+def check_array(value, name: str, ndim: int | None = None) -> np.ndarray:
+    """Return ``value`` as a floating ndarray (no copy), or raise naming ``name``."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have a floating dtype (float16, float32 or float64), got {value.dtype}"
+        )
+    if ndim is not None and value.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {value.shape}")
+    return value
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as a Python int ``>= minimum``; bools and floats are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def as_pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+    """Normalise an int or a pair of ints to ``(height, width)``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
+        return (
+            check_int(value[0], f"{name}[0]", minimum),
+            check_int(value[1], f"{name}[1]", minimum),
+        )
+    return (check_int(value, name, minimum),) * 2
+
+
+def as_padding(value, name: str = "pad", words: bool = True):
+    """Normalise a padding spec.
+
+    Accepted forms: an int (all sides), a pair ``(ph, pw)`` (both sides of each
+    axis), per-side pairs ``((top, bottom), (left, right))``, and, when
+    ``words`` is true, ``"same"`` or ``"valid"``.
+
+    Returns
+    -------
+    str or tuple
+        ``"same"``/``"valid"`` or ``((top, bottom), (left, right))``.
+    """
+    expected = "an int >= 0, a pair (ph, pw), per-side pairs ((top, bottom), (left, right))"
+    if words:
+        expected += ', "same" or "valid"'
+    if isinstance(value, str):
+        word = value.lower()
+        if not words or word not in PAD_WORDS:
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+        return word
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+        if all(isinstance(v, (tuple, list)) for v in value):
+            sides = []
+            for axis, pair in zip(("height", "width"), value):
+                if len(pair) != 2:
+                    raise ValueError(f"{name} must be {expected}, got {value!r}")
+                sides.append(
+                    (
+                        check_int(pair[0], f"{name} ({axis}, before)", 0),
+                        check_int(pair[1], f"{name} ({axis}, after)", 0),
+                    )
+                )
+            return tuple(sides)
+        ph, pw = as_pair(value, name, 0)
+        return ((ph, ph), (pw, pw))
+    try:
+        p = check_int(value, name, 0)
+    except TypeError:
+        raise TypeError(f"{name} must be {expected}, got {value!r}") from None
+    return ((p, p), (p, p))
+
+
+def check_keys(hparameters, allowed: tuple[str, ...], required: tuple[str, ...], name: str):
+    """Refuse a non-dict, unknown keys and missing required keys."""
+    if not isinstance(hparameters, dict):
+        raise TypeError(f"{name} must be a dict, got {type(hparameters).__name__}")
+    unknown = sorted(set(hparameters) - set(allowed), key=str)
+    if unknown:
+        raise ValueError(
+            f"{name} has unknown key(s) {unknown}; allowed keys are {list(allowed)}"
+        )
+    missing = [k for k in required if k not in hparameters]
+    if missing:
+        raise ValueError(f"{name} is missing required key(s) {missing}")
+
+
+def check_mode(mode) -> str:
+    """Pooling mode: "max" or "average"."""
+    if mode not in ("max", "average"):
+        raise ValueError(f'mode must be "max" or "average", got {mode!r}')
+    return mode
+
+
+def result_dtype(*arrays) -> np.dtype:
+    """The floating dtype of the result: the promotion of the inputs' dtypes."""
+    return np.result_type(*arrays)
+
+
+def check_accumulate(value) -> str:
+    """``accumulate``: "float64" (default, exact-ish) or "native" (input precision)."""
+    if value not in ("float64", "native"):
+        raise ValueError(f'accumulate must be "float64" or "native", got {value!r}')
+    return value
