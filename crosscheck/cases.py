@@ -18,6 +18,8 @@ import numpy as np
 OPS = ("conv2d", "max_pool2d", "avg_pool2d")
 DIRECTIONS = ("forward", "backward")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
+#: Input kinds: continuous random values (the sweeps), or probes of a known difference.
+INPUT_KINDS = ("random", "ties", "nan", "neginf", "offset")
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -48,6 +50,7 @@ class Case:
     divisor_override: int | None = None
     dtype: str = "float64"
     seed: int = 0
+    inputs: str = "random"
     tags: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -57,6 +60,8 @@ class Case:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.inputs not in INPUT_KINDS:
+            raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
         if self.op != "conv2d" and self.c_out != self.c_in:
             raise ValueError("pooling cases must have c_out == c_in")
         # Normalise lists (from JSON) to tuples so equal cases hash equal.
@@ -94,6 +99,8 @@ class Case:
                     parts.append("excl")
                 if self.divisor_override is not None:
                     parts.append(f"div{self.divisor_override}")
+        if self.inputs != "random":
+            parts.append(self.inputs)
         parts += [self.dtype, f"s{self.seed}"]
         return "-".join(parts)
 
@@ -118,7 +125,7 @@ class Case:
             groups=int(g["g"]) if g["g"] else 1, bias=not g["nobias"],
             ceil_mode=bool(g["ceil"]), count_include_pad=not g["excl"],
             divisor_override=int(g["div"]) if g["div"] else None,
-            dtype=g["dtype"], seed=int(g["seed"]),
+            dtype=g["dtype"], seed=int(g["seed"]), inputs=g["inputs"] or "random",
         )
 
     def to_json(self) -> str:
@@ -204,10 +211,19 @@ class Inputs:
 
 
 def make_inputs(case: Case) -> Inputs:
-    """Deterministic continuous inputs for ``case`` (so ties never decide a result)."""
-    geometry_key = case.with_(seed=0, dtype="float64", direction="forward").id
-    rng = np.random.default_rng([case.seed, zlib.crc32(geometry_key.encode())])
-    x = rng.standard_normal((case.n, case.h, case.w, case.c_in))
+    """Deterministic inputs for ``case``.
+
+    ``random`` inputs are continuous, so ties never decide a result. The probe
+    kinds exercise a known difference between frameworks: ``ties`` draws from
+    {0, 1, 2} (exact ties in every window), ``nan`` sprinkles NaN, ``neginf``
+    fills whole regions with -inf, ``offset`` adds 1e8 so that float32 rounding
+    makes distinct values tie (float32 spacing there is 8).
+    """
+    geometry_key = case.with_(seed=0, dtype="float64", direction="forward",
+                              inputs="random").id
+    rng = np.random.default_rng([case.seed, zlib.crc32(geometry_key.encode()),
+                                 INPUT_KINDS.index(case.inputs)])
+    x = _probe_values(rng, (case.n, case.h, case.w, case.c_in), case.inputs)
     w = b = None
     if case.is_conv:
         fan_in = case.reduction_length()
@@ -216,6 +232,20 @@ def make_inputs(case: Case) -> Inputs:
         b = rng.standard_normal(case.c_out) if case.bias else None
     dy = rng.standard_normal((case.n, *case.out_hw(), case.c_out))
     return Inputs(*(None if a is None else round_to(a, case.dtype) for a in (x, w, b, dy)))
+
+
+def _probe_values(rng, shape, kind: str) -> np.ndarray:
+    if kind == "ties":
+        return rng.integers(0, 3, size=shape).astype(np.float64)
+    x = rng.standard_normal(shape)
+    if kind == "nan":
+        x[rng.random(shape) < 0.15] = np.nan
+    elif kind == "neginf":
+        # Whole left half of every image is -inf: windows there have no finite cell.
+        x[:, :, : max(1, shape[2] // 2), :] = -np.inf
+    elif kind == "offset":
+        x = 1e8 + rng.random(shape) * 64
+    return x
 
 
 def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -245,5 +275,5 @@ _ID_RE = re.compile(
     r"-k(?P<kh>\d+)x(?P<kw>\d+)-s(?P<sh>\d+)x(?P<sw>\d+)"
     r"-p(?P<pad>same|valid|\d+\.\d+\.\d+\.\d+)-d(?P<dh>\d+)x(?P<dw>\d+)"
     r"(?:-g(?P<g>\d+))?(?P<nobias>-nobias)?(?P<ceil>-ceil)?(?P<excl>-excl)?"
-    r"(?:-div(?P<div>\d+))?-(?P<dtype>float64|float32|float16|bfloat16)-s(?P<seed>\d+)"
+    r"(?:-div(?P<div>\d+))?(?:-(?P<inputs>ties|nan|neginf|offset))?-(?P<dtype>float64|float32|float16|bfloat16)-s(?P<seed>\d+)"
 )

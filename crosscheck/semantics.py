@@ -1,0 +1,145 @@
+"""Known semantic differences between frameworks, as data.
+
+Each :class:`Difference` names a point where frameworks disagree, the
+convention each backend follows, refcnn's (torch's) convention, and sources
+(issue/PR numbers in the named project's tracker; see ``shared/semantics.md``).
+The runner consults :func:`declared_divergence`: a backend whose declared
+convention differs from refcnn's, on a case that probes that point, is
+reported as *divergent* when it disagrees with refcnn, and as *failed* when it
+unexpectedly agrees (it no longer follows what it declares). Reports print the
+whole registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crosscheck.cases import Case
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One known difference.
+
+    Attributes
+    ----------
+    key : stable identifier
+    title : one line
+    conventions : backend family -> the convention it follows (``refcnn`` is the reference)
+    probes : (op, direction, input kind) triples whose cases exercise it; empty for
+        differences that are about defaults or unsupported options, which no
+        random case can show
+    sources : where the facts come from
+    """
+
+    key: str
+    title: str
+    conventions: dict[str, str]
+    probes: tuple[tuple[str, str, str], ...] = ()
+    sources: tuple[str, ...] = ()
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def probed_by(self, case: Case) -> bool:
+        return (case.op, case.direction, case.inputs) in self.probes
+
+    def diverges(self, backend: str) -> bool:
+        """Whether ``backend`` declares a convention other than refcnn's."""
+        theirs = self.conventions.get(family(backend))
+        return theirs is not None and theirs != self.conventions["refcnn"]
+
+
+def family(backend: str) -> str:
+    """``jax.nchw`` -> ``jax``, ``refcnn.loops`` -> ``refcnn``."""
+    return backend.split(".")[0]
+
+
+DIFFERENCES: tuple[Difference, ...] = (
+    Difference(
+        "maxpool_tie_gradient",
+        "Max-pool gradient on tied maxima",
+        {"refcnn": "first maximum in row-major window order",
+         "torch": "first maximum in row-major window order",
+         "jax": "first maximum in row-major window order",
+         "tensorflow": "first maximum in row-major window order",
+         "notebook": "every maximum (create_mask_from_window: x == max), duplicating mass"},
+        probes=(("max_pool2d", "backward", "ties"), ("max_pool2d", "backward", "offset")),
+        sources=("shared/semantics.md: row [1,3,3,1,3], window 3, stride 1 gives [0,2,1,0,0]",),
+        notes="float32 rounding makes ties too: 1e8 + [0.1, 0.2, 0.3, 0.4] are all equal.",
+    ),
+    Difference(
+        "maxpool_nan_forward",
+        "Max pooling over a window holding NaN",
+        {"refcnn": "NaN", "torch": "NaN", "jax": "NaN",
+         "tensorflow": "ignores NaN (max of the rest)"},
+        probes=(("max_pool2d", "forward", "nan"),),
+        sources=("shared/semantics.md",),
+    ),
+    Difference(
+        "maxpool_nan_gradient",
+        "Max-pool gradient of a window holding NaN",
+        {"refcnn": "the last NaN in window order (torch's val > max || isnan(val) scan)",
+         "torch": "the last NaN in window order (torch's val > max || isnan(val) scan)",
+         "jax": "the largest non-NaN element"},
+        probes=(("max_pool2d", "backward", "nan"),),
+        sources=("shared/semantics.md", "torch aten/src/ATen/native/cpu/MaxPoolKernel.cpp"),
+    ),
+    Difference(
+        "maxpool_all_neginf",
+        "Max pooling over a window whose real cells are all -inf",
+        {"refcnn": "outputs -inf; gradient to the first real cell",
+         "torch": "outputs -inf; gradient to the first real cell",
+         "jax": "outputs -inf; gradient to the first tap, which may be padding (then lost)",
+         "tensorflow": "outputs -3.4028235e38", "onnxruntime": "outputs -3.4028235e38"},
+        probes=(("max_pool2d", "forward", "neginf"), ("max_pool2d", "backward", "neginf")),
+        sources=("shared/semantics.md",),
+    ),
+    Difference(
+        "avgpool_count_include_pad_default",
+        "Default of count_include_pad (the divisor of padded average windows)",
+        {"refcnn": "True", "torch": "True", "flax": "True",
+         "tensorflow": "False ('SAME' excludes padding)", "jax": "no default (stax: False)",
+         "onnx": "False"},
+        sources=("shared/semantics.md", "pytorch#183528"),
+        notes="The suite always passes it explicitly; the difference bites ported code.",
+    ),
+    Difference(
+        "same_padding_split",
+        "Where 'same' puts the odd padding pixel",
+        {"refcnn": "end (bottom/right)", "torch": "end (bottom/right)",
+         "jax": "end for 'SAME', start for 'SAME_LOWER'", "tensorflow": "end",
+         "onnx": "end for SAME_UPPER, start for SAME_LOWER"},
+        sources=("shared/semantics.md", "pytorch#67551"),
+        notes="torch rejects padding='same' with stride > 1: such cases are unsupported there.",
+    ),
+    Difference(
+        "ceil_mode_last_window",
+        "ceil_mode drops a last window that would start in the right padding",
+        {"refcnn": "dropped (torch's rule)", "torch": "dropped",
+         "jax": "no ceil_mode (emulated with extra padding by the backend)",
+         "onnx": "from opset 22; reference evaluator mis-handles it"},
+        sources=("pytorch PR #120335", "pytorch#57178", "pytorch#116420"),
+    ),
+    Difference(
+        "unsupported_options",
+        "Options a framework cannot express",
+        {"refcnn": "all supported",
+         "torch": "padding='same' with stride > 1; pooling pad > kernel/2; average-pool "
+                  "dilation; max-pool padding valid only once dilation is counted",
+         "jax": "max-pool gradient with window dilation (NotImplementedError)"},
+        sources=("pytorch#67551", "pytorch#7541", "shared/semantics.md"),
+        notes="Such cases are reported as unsupported for that backend, never as failures.",
+    ),
+)
+
+
+def declared_divergence(case: Case, backend: str) -> Difference | None:
+    """The difference this case probes on which ``backend`` declares another convention."""
+    for diff in DIFFERENCES:
+        if diff.probed_by(case) and diff.diverges(backend):
+            return diff
+    return None
+
+
+def probed_differences(case: Case) -> list[Difference]:
+    return [d for d in DIFFERENCES if d.probed_by(case)]
