@@ -230,7 +230,11 @@ def make_inputs(case: Case) -> Inputs:
         w = rng.standard_normal((*case.kernel, case.c_in // case.groups, case.c_out))
         w /= np.sqrt(max(fan_in, 1))
         b = rng.standard_normal(case.c_out) if case.bias else None
-    dy = rng.standard_normal((case.n, *case.out_hw(), case.c_out))
+    out_hw = case.out_hw()
+    if min(out_hw) < 1:
+        raise ValueError(f"case {case.id} has no output ({out_hw}): the kernel is larger "
+                         "than the padded input")
+    dy = rng.standard_normal((case.n, *out_hw, case.c_out))
     return Inputs(*(None if a is None else round_to(a, case.dtype) for a in (x, w, b, dy)))
 
 

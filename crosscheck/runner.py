@@ -113,6 +113,9 @@ def run_backend(case: Case, name: str, backend: Backend, mode: str = "bound") ->
             status, reason = "failed", (f"declares {diff.key} = "
                                         f"{diff.conventions[semantics.family(name)]!r} but "
                                         "agreed with refcnn: the declaration is out of date")
+    bug = semantics.known_bug(case, name) if status == "failed" and reason is None else None
+    if bug is not None:
+        status, reason = "divergent", f"known bug {bug.key}: {'; '.join(bug.sources)}"
     return CaseResult(case, name, status, discs, reason, seconds=time.perf_counter() - start)
 
 
