@@ -20,3 +20,11 @@ else:
     )
     settings.load_profile("ci" if os.environ.get("CI") else
                           os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_cmdline_main(config):
+    """Under pytest-xdist, distribute by ``xdist_group`` so cases that share a geometry
+    (and so JAX's compiled function) run on one worker. xdist turns ``-n`` into
+    ``--dist load`` first; this upgrades that to ``loadgroup``."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "") == "load":
+        config.option.dist = "loadgroup"

@@ -64,6 +64,16 @@ class Case:
             raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
         if self.op != "conv2d" and self.c_out != self.c_in:
             raise ValueError("pooling cases must have c_out == c_in")
+        # Options that do not apply to the op take their defaults, so that one call has
+        # one case and one id (a max pool has no bias, a conv no ceil_mode).
+        if self.op != "conv2d":
+            object.__setattr__(self, "bias", True)
+            object.__setattr__(self, "groups", 1)
+        else:
+            object.__setattr__(self, "ceil_mode", False)
+        if self.op != "avg_pool2d":
+            object.__setattr__(self, "count_include_pad", True)
+            object.__setattr__(self, "divisor_override", None)
         # Normalise lists (from JSON) to tuples so equal cases hash equal.
         object.__setattr__(self, "kernel", tuple(self.kernel))
         object.__setattr__(self, "stride", tuple(self.stride))
