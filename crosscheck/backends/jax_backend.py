@@ -101,8 +101,12 @@ def _window(layout: str, hw, fill=1):
 
 
 @functools.lru_cache(maxsize=None)
-def _conv_fn(layout, direction, stride, pads, dilation, groups, has_bias):
-    """Jitted conv forward, or forward+VJP: ``f(x, w, b, dy)``; ``b``/``dy`` may be None."""
+def _conv_fn(layout, stride, pads, dilation, groups, has_bias):
+    """Jitted conv forward and VJP together: ``f(x, w, b, dy) -> (y, grads)``; ``b`` may be None.
+
+    Forward and backward cases of one geometry share this one compiled function, which
+    halves the number of (slow) compilations in a sweep.
+    """
     dn = _LAYOUTS[layout]["dn"]
     bias_shape = _LAYOUTS[layout]["bias"]
 
@@ -113,23 +117,23 @@ def _conv_fn(layout, direction, stride, pads, dilation, groups, has_bias):
             precision=PRECISION)
         return y + b.reshape(bias_shape) if has_bias else y
 
-    if direction == "forward":
-        return jax.jit(lambda x, w, b, dy: forward(x, w, b))
-
-    def backward(x, w, b, dy):
+    def both(x, w, b, dy):
         if has_bias:
-            _, vjp = jax.vjp(forward, x, w, b)
-            return vjp(dy)
-        _, vjp = jax.vjp(lambda x, w: forward(x, w, None), x, w)
-        return vjp(dy)
+            y, vjp = jax.vjp(forward, x, w, b)
+        else:
+            y, vjp = jax.vjp(lambda x, w: forward(x, w, None), x, w)
+        return y, vjp(dy)
 
-    return jax.jit(backward)
+    return jax.jit(both)
 
 
 @functools.lru_cache(maxsize=None)
 def _pool_fn(layout, op, direction, in_hw, kernel, stride, pads, dilation, ceil_mode,
              count_include_pad, divisor_override):
-    """Jitted pool forward, or forward+VJP: ``f(x, dy)``."""
+    """Jitted pool forward, or forward and VJP together: ``f(x, dy)``.
+
+    Where the VJP exists, forward and backward cases share one compiled function.
+    """
     axes = [_pool_axis(n, f, s, d, p, ceil_mode)
             for n, f, s, d, p in zip(in_hw, kernel, stride, dilation, pads)]
     out_hw = tuple(a[0] for a in axes)
@@ -165,13 +169,13 @@ def _pool_fn(layout, op, direction, in_hw, kernel, stride, pads, dilation, ceil_
         return total / count
 
     if direction == "forward":
-        return jax.jit(lambda x, dy: forward(x))
+        return jax.jit(lambda x, dy: (forward(x), None))
 
-    def backward(x, dy):
-        _, vjp = jax.vjp(forward, x)
-        return vjp(dy)
+    def both(x, dy):
+        y, vjp = jax.vjp(forward, x)
+        return y, vjp(dy)
 
-    return jax.jit(backward)
+    return jax.jit(both)
 
 
 # ---- the backends ---------------------------------------------------------------------------
@@ -217,29 +221,30 @@ class JaxBackend:
         backward = case.direction == "backward"
         # The values are exact in dt (Inputs guarantees it), so the casts are exact.
         x = jnp.asarray(self._to_data(inputs.x), dtype=dt)
-        dy = jnp.asarray(self._to_data(inputs.dy), dtype=dt) if backward else None
+        dy = jnp.asarray(self._to_data(inputs.dy), dtype=dt)
         pads = _explicit_pads(case)
         if case.is_conv:
             w = jnp.asarray(self._to_weight(inputs.w), dtype=dt)
             has_bias = inputs.b is not None
             b = jnp.asarray(inputs.b, dtype=dt) if has_bias else None
-            fn = _conv_fn(self.layout, case.direction, case.stride, pads, case.dilation,
-                          case.groups, has_bias)
-            result = fn(x, w, b, dy)
+            fn = _conv_fn(self.layout, case.stride, pads, case.dilation, case.groups, has_bias)
+            y, grads = fn(x, w, b, dy)
             if not backward:
-                return {"y": self._from_data(_numpy(result))}
-            out = {"dx": self._from_data(_numpy(result[0])),
-                   "dw": self._from_weight(_numpy(result[1]))}
+                return {"y": self._from_data(_numpy(y))}
+            out = {"dx": self._from_data(_numpy(grads[0])),
+                   "dw": self._from_weight(_numpy(grads[1]))}
             if has_bias:
-                out["db"] = _numpy(result[2])
+                out["db"] = _numpy(grads[2])
             return {k: out[k] for k in output_names(case)}
-        fn = _pool_fn(self.layout, case.op, case.direction, (case.h, case.w), case.kernel,
-                      case.stride, pads, case.dilation, case.ceil_mode,
+        # Max pooling with window dilation has no VJP: compile its forward alone.
+        no_vjp = case.op == "max_pool2d" and case.dilation != (1, 1)
+        fn = _pool_fn(self.layout, case.op, "forward" if no_vjp else "both", (case.h, case.w),
+                      case.kernel, case.stride, pads, case.dilation, case.ceil_mode,
                       case.count_include_pad, case.divisor_override)
-        result = fn(x, dy)
+        y, grads = fn(x, dy)
         if not backward:
-            return {"y": self._from_data(_numpy(result))}
-        return {"dx": self._from_data(_numpy(result[0]))}
+            return {"y": self._from_data(_numpy(y))}
+        return {"dx": self._from_data(_numpy(grads[0]))}
 
 
 class JaxNchwBackend(JaxBackend):
