@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from refcnn import geometry
 from refcnn._params import as_padding, as_pair, check_array, check_int
 
@@ -104,13 +106,13 @@ def conv_plan(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
 
 def pool_plan(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
               count_include_pad=True, divisor_override=None,
-              x_name="A_prev") -> PoolPlan:
+              x_name="A_prev", f_name="f", pad_name="pad") -> PoolPlan:
     """Check a pooling's input and options and work out its geometry.
 
     ``stride=None`` means the kernel size, as in torch.
     """
     check_array(x, x_name, 4)
-    kernel = as_pair(kernel_size, "f")
+    kernel = as_pair(kernel_size, f_name)
     stride = kernel if stride is None else as_pair(stride, "stride")
     dilation = as_pair(dilation, "dilation")
     for flag, name in ((ceil_mode, "ceil_mode"), (count_include_pad, "count_include_pad")):
@@ -119,7 +121,8 @@ def pool_plan(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=F
     if divisor_override is not None:
         divisor_override = check_int(divisor_override, "divisor_override")
     n, h, wd, c = x.shape
-    pads = geometry.resolve_padding(as_padding(padding), (h, wd), kernel, stride, dilation)
+    pads = geometry.resolve_padding(as_padding(padding, pad_name), (h, wd), kernel, stride,
+                                    dilation)
     out_hw = tuple(
         geometry.pool_out_size(size, f, s, d, p, ceil_mode)
         for size, f, s, d, p in zip((h, wd), kernel, stride, dilation, pads)
@@ -128,14 +131,15 @@ def pool_plan(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=F
     for axis, size, f, s, d, p, out in zip(
         ("height", "width"), (h, wd), kernel, stride, dilation, pads, out_hw
     ):
-        # A window made only of padding has no input to take a max or mean of.
-        for start in (0, (out - 1) * s):
-            taps = [start + k * d for k in range(f)]
-            if not any(p[0] <= t < p[0] + size for t in taps):
-                raise ValueError(
-                    f"pad {pads} is too large for f={kernel}, dilation={dilation}: a pooling "
-                    f"window along the {axis} lies entirely in the padding"
-                )
+        # A window made only of padding has no input to take a max or mean of. With
+        # dilation, a middle window can fall between real cells, so check them all.
+        taps = np.arange(out)[:, None] * s + np.arange(f)[None, :] * d
+        real = (taps >= p[0]) & (taps < p[0] + size)
+        if not real.any(axis=1).all():
+            raise ValueError(
+                f"{pad_name} {pads} is too large for {f_name}={kernel}, dilation={dilation}: "
+                f"a pooling window along the {axis} lies entirely in the padding"
+            )
     return PoolPlan(n, (h, wd), c, kernel, stride, dilation, pads, ceil_mode,
                     count_include_pad, divisor_override, out_hw)
 

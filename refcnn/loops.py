@@ -103,7 +103,8 @@ def pool_backward(dA, cache, mode="max"):
                                 best, where = value, (r, s)
                         dA_prev[i, where[0], where[1], c] += dA[i, h, w, c]
                     else:
-                        share = dA[i, h, w, c] / _divisor(plan, _pool_taps(plan, h, w))
+                        # Divide in float64: the result is rounded once, at the end.
+                        share = float(dA[i, h, w, c]) / _divisor(plan, _pool_taps(plan, h, w))
                         for r, s, _, _ in taps:
                             dA_prev[i, r, s, c] += share
     return dA_prev.astype(A_prev.dtype)
