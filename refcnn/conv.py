@@ -2,20 +2,36 @@
 
 The convolution is an im2col matrix product: window taps are gathered into a
 patch matrix laid out group-major ``(groups, rows, f_h * f_w * C_in/groups)``
-so that one batched ``matmul`` serves plain, grouped and depthwise convs.
-Patch matrices are built a batch chunk at a time under a workspace limit, so
-memory stays bounded whatever the batch size.
+so that one ``matmul`` serves plain and grouped convs. Patch matrices are built
+a block of output rows at a time (whole images when they fit, else rows of one
+image) under a workspace limit, so memory stays bounded whatever the batch
+size; blocks also aim at a cache-sized target, which is faster than one big
+product. Convs with one input channel per group (depthwise) skip the patch
+matrix: a matrix product per channel would be 1 x taps, so they multiply and
+add shifted views of the input instead.
+
+With ``accumulate="float64"`` (the default) every sum runs in float64 whatever
+the inputs' dtype; ``"native"`` keeps float32 in float32 (float16 in float32),
+as frameworks do, and never makes a float64 copy of anything.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from refcnn._params import check_accumulate, result_dtype
-from refcnn._plan import ConvPlan, check_grad, conv_plan, tap_slices
+from refcnn._plan import ConvPlan, check_grad, conv_plan
 
 #: Default cap, in bytes, on the patch matrix built at once (see ``workspace_bytes``).
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
+
+#: Patch blocks aim at this size even when the workspace allows more: a block that stays
+#: in cache between its gather and its matrix product beats one big product.
+_BLOCK_TARGET_BYTES = 8 * 2**20
+
+#: Output elements per block of the channelwise (depthwise) path, for the same reason.
+_CHANNELWISE_BLOCK_ELEMENTS = 32 * 1024
 
 
 def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -50,15 +66,51 @@ def conv2d_planned(plan: ConvPlan, x, w, b, accumulate="float64", workspace_byte
     out_dtype = result_dtype(x, w) if b is None else result_dtype(x, w, b)
     acc = _acc_dtype(accumulate, out_dtype)
     xp = _pad(x, plan, acc)
+    bias = None if b is None else b.reshape(plan.c_out).astype(acc)
+    if _channelwise(plan):
+        y = np.empty(plan.out_shape, dtype=acc)
+        wt = _tiled_taps(w, plan, acc)
+        tmp = None
+        for n0, n1, r0, r1 in _blocks(plan, plan.out_hw[1] * plan.c_out,
+                                      _CHANNELWISE_BLOCK_ELEMENTS):
+            out = y[n0:n1, r0:r1]
+            if tmp is None:
+                tmp = np.empty(out.shape, acc)
+            t = tmp[:n1 - n0, :r1 - r0]
+            for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
+                if k == 0:
+                    np.multiply(xp[n0:n1, rows, cols], wt[k], out=out)
+                else:
+                    np.multiply(xp[n0:n1, rows, cols], wt[k], out=t)
+                    out += t
+            if bias is not None:
+                out += bias
+        return y.astype(out_dtype, copy=False)
+    # Summing in float64 for a float32 result: each block is rounded into y as it is
+    # done, so no float64 copy of the whole output is ever held.
+    y = np.empty(plan.out_shape, dtype=out_dtype)
     wg = _weights_by_group(w, plan, acc)
-    y = np.empty((plan.n, *plan.out_hw, plan.c_out), dtype=acc)
-    for lo, hi in _batch_chunks(plan, acc, workspace_bytes):
-        cols = _patches(xp[lo:hi], plan)
-        out = np.matmul(cols, wg)  # (G, rows, C_out/G)
-        y[lo:hi] = _ungroup(out, hi - lo, plan)
-    if b is not None:
-        y += b.reshape(plan.c_out).astype(acc)
-    return y.astype(out_dtype, copy=False)
+    buf = obuf = None
+    for blk in _patch_blocks(plan, acc, workspace_bytes):
+        cols = _patches(xp, plan, blk, buf)
+        buf = cols if buf is None else buf
+        n0, n1, r0, r1 = blk
+        dest = y[n0:n1, r0:r1].reshape(-1, plan.c_out)  # a view: blocks are contiguous
+        if acc == out_dtype:
+            out = dest
+        else:
+            obuf = np.empty(dest.shape, acc) if obuf is None else obuf
+            out = obuf[:len(dest)]
+        if plan.groups == 1:
+            np.matmul(cols[0], wg[0], out=out)
+        else:
+            out.reshape(-1, plan.groups, plan.c_out_per_group)[...] = (
+                np.matmul(cols, wg).transpose(1, 0, 2))
+        if bias is not None:
+            out += bias
+        if out is not dest:
+            dest[...] = out
+    return y
 
 
 def conv2d_backward(dy, x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -89,21 +141,54 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
     """:func:`conv2d_backward` for arguments already checked into ``plan``."""
     acc = _acc_dtype(accumulate, result_dtype(x, w, dy))
     xp = _pad(x, plan, acc)
-    wg = _weights_by_group(w, plan, acc)
-    dxp = np.zeros_like(xp)
-    dwg = np.zeros_like(wg)
-    for lo, hi in _batch_chunks(plan, acc, workspace_bytes):
-        dyg = _group(dy[lo:hi].astype(acc, copy=False), plan)  # (G, rows, C_out/G)
-        cols = _patches(xp[lo:hi], plan)
-        dwg += np.matmul(cols.transpose(0, 2, 1), dyg)
-        _scatter_patches(np.matmul(dyg, wg.transpose(0, 2, 1)), dxp[lo:hi], plan)
+    dxp = np.zeros(xp.shape, dtype=acc)
+    g, og = plan.groups, plan.c_out_per_group
+    if _channelwise(plan):
+        wt = _tiled_taps(w, plan, acc)
+        dwt = np.zeros((len(wt), plan.c_out), dtype=acc)
+        tmp = None
+        for n0, n1, r0, r1 in _blocks(plan, plan.out_hw[1] * plan.c_out,
+                                      _CHANNELWISE_BLOCK_ELEMENTS):
+            dyb = dy[n0:n1, r0:r1].astype(acc, copy=False)
+            if tmp is None:
+                tmp = np.empty(dyb.shape, acc)
+            t = tmp[:n1 - n0, :r1 - r0]
+            for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
+                np.multiply(xp[n0:n1, rows, cols], dyb, out=t)
+                dwt[k] += t.reshape(-1, plan.c_out).sum(axis=0)
+                np.multiply(dyb, wt[k], out=t)
+                dxv = dxp[n0:n1, rows, cols]
+                np.add(dxv, t, out=dxv)
+        dw = dwt.reshape(*plan.kernel, 1, plan.c_out)
+    else:
+        wg = _weights_by_group(w, plan, acc)
+        wgt = np.ascontiguousarray(wg.transpose(0, 2, 1))
+        dwg = np.zeros_like(wg)
+        buf = dbuf = None
+        for blk in _patch_blocks(plan, acc, workspace_bytes):
+            n0, n1, r0, r1 = blk
+            cols = _patches(xp, plan, blk, buf)
+            buf = cols if buf is None else buf
+            dyb = dy[n0:n1, r0:r1].astype(acc, copy=False).reshape(-1, plan.c_out)
+            if dbuf is None:
+                dbuf = np.empty(cols.shape, acc)
+            dcols = dbuf.reshape(-1)[:cols.size].reshape(cols.shape)
+            if g == 1:
+                dwg[0] += cols[0].T @ dyb
+                np.matmul(dyb, wgt[0], out=dcols[0])
+            else:
+                dyg = dyb.reshape(-1, g, og).transpose(1, 0, 2)
+                dwg += np.matmul(cols.transpose(0, 2, 1), dyg)
+                np.matmul(dyg, wgt, out=dcols)
+            _scatter_patches(dcols, dxp, plan, blk)
+        dw = _ungroup_weights(dwg, plan)
     (t, _), (left, _) = plan.pads
     h, wd = plan.in_hw
     dx = dxp[:, t:t + h, left:left + wd, :]
     db = dy.sum(axis=(0, 1, 2), dtype=acc)
     return (
         dx.astype(x.dtype),
-        _ungroup_weights(dwg, plan).astype(w.dtype),
+        dw.astype(w.dtype),
         db.reshape(b.shape if b is not None else (plan.c_out,)).astype(
             b.dtype if b is not None else dy.dtype
         ),
@@ -118,36 +203,121 @@ def _acc_dtype(accumulate, out_dtype):
 
 
 def _pad(x, plan: ConvPlan, dtype):
-    """Zero-padded copy of x in ``dtype`` (never a view of the caller's array)."""
+    """x zero-padded, in ``dtype``, C-contiguous; x itself when that needs no copy.
+
+    Callers only read it.
+    """
     (t, b), (left, r) = plan.pads
+    if t == b == left == r == 0:
+        return np.ascontiguousarray(x, dtype=dtype)
     xp = np.zeros((plan.n, plan.in_hw[0] + t + b, plan.in_hw[1] + left + r, plan.c_in), dtype)
     xp[:, t:t + plan.in_hw[0], left:left + plan.in_hw[1], :] = x
     return xp
 
 
-def _patches(xp, plan: ConvPlan):
-    """Patch matrix of shape (G, nb * H_out * W_out, f_h * f_w * C_in/G)."""
-    nb = xp.shape[0]
+def _channelwise(plan: ConvPlan) -> bool:
+    """One input and one output channel per group (depthwise): no matrix product to make."""
+    return plan.groups > 1 and plan.c_in_per_group == 1 and plan.c_out_per_group == 1
+
+
+def _tiled_taps(w, plan: ConvPlan, dtype):
+    """Depthwise weights as (f_h * f_w, W_out, C): one tap's weights repeated along the
+    output row, so that multiplying a (rows, W_out, C) view runs one long inner loop."""
+    taps = w.astype(dtype, copy=False).reshape(-1, 1, plan.c_out)
+    return np.ascontiguousarray(np.broadcast_to(
+        taps, (taps.shape[0], plan.out_hw[1], plan.c_out)))
+
+
+def _tap_views(plan: ConvPlan, r0, r1):
+    """``(rows, cols)`` slices of the padded input that each kernel tap reads for output
+    rows ``r0:r1`` (all output columns), in row-major tap order."""
+    (sh, sw), (dh, dw) = plan.stride, plan.dilation
+    wo = plan.out_hw[1]
+    for kh in range(plan.kernel[0]):
+        top = kh * dh + sh * r0
+        rows = slice(top, top + sh * (r1 - r0 - 1) + 1, sh)
+        for kw in range(plan.kernel[1]):
+            yield rows, slice(kw * dw, kw * dw + sw * (wo - 1) + 1, sw)
+
+
+def _blocks(plan: ConvPlan, per_row, target):
+    """``(n0, n1, r0, r1)`` blocks of output rows, about ``target`` units each when one
+    output row costs ``per_row``: whole images when one fits, else rows of one image.
+    Each block's output ``y[n0:n1, r0:r1]`` is contiguous."""
+    ho = plan.out_hw[0]
+    rows = max(1, int(target // max(per_row, 1)))
+    if rows >= ho:
+        step = rows // ho
+        return [(lo, min(lo + step, plan.n), 0, ho) for lo in range(0, plan.n, step)]
+    return [(n, n + 1, r, min(r + rows, ho)) for n in range(plan.n) for r in range(0, ho, rows)]
+
+
+def _patch_blocks(plan: ConvPlan, dtype, workspace_bytes):
+    """Blocks whose patch matrix fits the workspace (at least one output row each)."""
+    limit = DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else workspace_bytes
+    per_row = (plan.out_hw[1] * plan.kernel[0] * plan.kernel[1] * plan.c_in
+               * np.dtype(dtype).itemsize)
+    return _blocks(plan, per_row, min(limit, _BLOCK_TARGET_BYTES))
+
+
+def _patches(xp, plan: ConvPlan, block, buf=None):
+    """Patch matrix of output rows ``block``: shape (G, rows, f_h * f_w * C_in/G).
+
+    Written into ``buf`` (a patch matrix of an earlier, not smaller, block) when given.
+    """
+    n0, n1, r0, r1 = block
+    nb, rh = n1 - n0, r1 - r0
     g, cg = plan.groups, plan.c_in_per_group
-    ho, wo = plan.out_hw
+    wo = plan.out_hw[1]
     fh, fw = plan.kernel
-    cols = np.empty((g, nb, ho, wo, fh, fw, cg), dtype=xp.dtype)
-    for kh, kw, rows, cols_ in tap_slices(plan):
-        tap = xp[:, rows, cols_, :].reshape(nb, ho, wo, g, cg)
-        cols[:, :, :, :, kh, kw, :] = tap.transpose(3, 0, 1, 2, 4)
-    return cols.reshape(g, nb * ho * wo, fh * fw * cg)
+    m, k = nb * rh * wo, fh * fw * cg
+    if buf is None:
+        cols = np.empty((g, m, k), dtype=xp.dtype)
+    else:
+        cols = buf.reshape(-1)[:g * m * k].reshape(g, m, k)
+    (sh, sw), (dh, dw) = plan.stride, plan.dilation
+    if g == 1 and dw == 1:
+        # A window's row segment xp[n, row, s*ow : s*ow + f_w, :] is contiguous, so one
+        # strided view holds the whole patch matrix and one copy gathers it.
+        s0, s1, s2, s3 = xp.strides
+        view = as_strided(xp[n0:n1, sh * r0:], shape=(nb, rh, wo, fh, fw * plan.c_in),
+                          strides=(s0, sh * s1, sw * s2, dh * s1, s3), writeable=False)
+        np.copyto(cols.reshape(nb, rh, wo, fh, fw * plan.c_in), view)
+        return cols
+    c7 = cols.reshape(g, nb, rh, wo, fh, fw, cg)
+    for t, (rows, cols_) in enumerate(_tap_views(plan, r0, r1)):
+        tap = xp[n0:n1, rows, cols_, :].reshape(nb, rh, wo, g, cg)
+        c7[:, :, :, :, t // fw, t % fw, :] = tap.transpose(3, 0, 1, 2, 4)
+    return cols
 
 
-def _scatter_patches(dcols, dxp, plan: ConvPlan):
+def _scatter_patches(dcols, dxp, plan: ConvPlan, block):
     """Adjoint of :func:`_patches`: add patch gradients back into ``dxp`` in place."""
-    nb = dxp.shape[0]
+    n0, n1, r0, r1 = block
+    nb, rh = n1 - n0, r1 - r0
     g, cg = plan.groups, plan.c_in_per_group
-    ho, wo = plan.out_hw
+    wo = plan.out_hw[1]
     fh, fw = plan.kernel
-    dcols = dcols.reshape(g, nb, ho, wo, fh, fw, cg)
-    for kh, kw, rows, cols_ in tap_slices(plan):
-        tap = dcols[:, :, :, :, kh, kw, :].transpose(1, 2, 3, 0, 4)
-        dxp[:, rows, cols_, :] += tap.reshape(nb, ho, wo, g * cg)
+    (sh, sw), (dh, dw) = plan.stride, plan.dilation
+    if g == 1 and dw == 1:
+        # Windows whose columns differ by a multiple of q = ceil(f_w / s_w) do not overlap,
+        # so each residue class of columns adds its contiguous row segments in one go.
+        q = -(-fw // sw)
+        seg = fw * plan.c_in
+        d5 = dcols.reshape(nb, rh, wo, fh, seg)
+        s0, s1, s2, s3 = dxp.strides
+        for kh in range(fh):
+            for r in range(min(q, wo)):
+                count = len(range(r, wo, q))
+                view = as_strided(dxp[n0:n1, sh * r0 + kh * dh:, sw * r:],
+                                  shape=(nb, rh, count, seg),
+                                  strides=(s0, sh * s1, q * sw * s2, s3))
+                np.add(view, d5[:, :, r::q, kh, :], out=view)
+        return
+    d7 = dcols.reshape(g, nb, rh, wo, fh, fw, cg)
+    for t, (rows, cols_) in enumerate(_tap_views(plan, r0, r1)):
+        tap = d7[:, :, :, :, t // fw, t % fw, :].transpose(1, 2, 3, 0, 4)
+        dxp[n0:n1, rows, cols_, :] += tap.reshape(nb, rh, wo, g * cg)
 
 
 def _weights_by_group(w, plan: ConvPlan, dtype):
@@ -162,23 +332,3 @@ def _ungroup_weights(wg, plan: ConvPlan):
     fh, fw = plan.kernel
     g, cg, og = plan.groups, plan.c_in_per_group, plan.c_out_per_group
     return wg.reshape(g, fh, fw, cg, og).transpose(1, 2, 3, 0, 4).reshape(fh, fw, cg, g * og)
-
-
-def _group(y, plan: ConvPlan):
-    """(nb, H_out, W_out, C_out) -> (G, rows, C_out/G)."""
-    g, og = plan.groups, plan.c_out_per_group
-    return y.reshape(-1, g, og).transpose(1, 0, 2)
-
-
-def _ungroup(out, nb, plan: ConvPlan):
-    """(G, rows, C_out/G) -> (nb, H_out, W_out, C_out)."""
-    return out.transpose(1, 0, 2).reshape(nb, *plan.out_hw, plan.c_out)
-
-
-def _batch_chunks(plan: ConvPlan, dtype, workspace_bytes):
-    """Batch ranges whose patch matrix fits the workspace (at least one image each)."""
-    limit = DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else workspace_bytes
-    per_image = (plan.out_hw[0] * plan.out_hw[1] * plan.kernel[0] * plan.kernel[1]
-                 * plan.c_in_per_group * plan.groups * np.dtype(dtype).itemsize)
-    step = max(1, int(limit // max(per_image, 1)))
-    return [(lo, min(lo + step, plan.n)) for lo in range(0, plan.n, step)]

@@ -5,6 +5,13 @@ max pooling pads with -inf and routes each window's gradient to its **first**
 maximum in row-major window order; a window holding NaN outputs NaN and routes
 its gradient to the last NaN (torch's ``val > max || isnan(val)`` scan); a
 window whose real cells are all -inf routes to its first real cell.
+
+Every function works a block of whole images at a time (see ``_image_blocks``),
+padding the block into a small buffer that stays in cache while each window tap
+is read, instead of padding the whole batch. Average pooling sums in float64
+and separably (the taps along the width, then along the height); the max-pool
+gradient routes by comparing taps with the block's maxima, one tap at a time,
+so it never stacks the f_h * f_w taps of the whole input.
 """
 
 from __future__ import annotations
@@ -30,17 +37,22 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     y : ndarray, shape (N, H_out, W_out, C), x's dtype
     """
     plan = pool_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                     ceil_mode=ceil_mode, x_name="x")
+                     ceil_mode=ceil_mode, x_name="x", f_name="kernel_size", pad_name="padding")
     return max_planned(plan, x)
 
 
 def max_planned(plan: PoolPlan, x):
     """:func:`max_pool2d` for arguments already checked into ``plan``."""
-    xp = _pad(x, plan, -np.inf)
-    y = None
-    for _, _, rows, cols in tap_slices(plan):
-        # np.maximum propagates NaN, so a window holding NaN outputs NaN, as in torch.
-        y = xp[:, rows, cols, :].copy() if y is None else np.maximum(y, xp[:, rows, cols, :])
+    y = np.empty(plan.out_shape, dtype=x.dtype)
+    for n0, n1 in _image_blocks(plan, x.dtype.itemsize):
+        xp = _pad(x[n0:n1], plan, -np.inf)
+        yb = y[n0:n1]
+        for k, (_, _, rows, cols) in enumerate(tap_slices(plan)):
+            # np.maximum propagates NaN, so a window holding NaN outputs NaN, as in torch.
+            if k == 0:
+                yb[...] = xp[:, rows, cols, :]
+            else:
+                np.maximum(yb, xp[:, rows, cols, :], out=yb)
     return y
 
 
@@ -59,19 +71,50 @@ def max_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
     dx : ndarray, shape (N, H, W, C), x's dtype
     """
     plan = pool_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                     ceil_mode=ceil_mode, x_name="x")
+                     ceil_mode=ceil_mode, x_name="x", f_name="kernel_size", pad_name="padding")
     check_grad(dy, plan, "dy")
     return max_backward_planned(plan, dy, x)
 
 
 def max_backward_planned(plan: PoolPlan, dy, x):
     """:func:`max_pool2d_backward` for arguments already checked into ``plan``."""
-    xp = _pad(x, plan, -np.inf)
-    choice = _max_choice(_taps(xp, plan), plan)
-    dxp = np.zeros(xp.shape, dtype=np.float64)
-    for kh, kw, rows, cols in tap_slices(plan):
-        dxp[:, rows, cols, :] += np.where(choice == kh * plan.kernel[1] + kw, dy, 0.0)
-    return _crop(dxp, plan).astype(x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    taps = list(tap_slices(plan))
+    first_real = None
+    for n0, n1 in _image_blocks(plan, 8):
+        xp = _pad(x[n0:n1], plan, -np.inf)
+        dyb = dy[n0:n1].astype(np.float64)
+        dxp = np.zeros(xp.shape, dtype=np.float64)
+        best = xp[:, taps[0][2], taps[0][3], :].copy()
+        for _, _, rows, cols in taps[1:]:
+            np.maximum(best, xp[:, rows, cols, :], out=best)
+        # Windows still to route: each goes to the first tap equal to its maximum.
+        todo = np.ones(best.shape, dtype=bool)
+        nan = np.isnan(best)
+        if nan.any():
+            # Any NaN replaces torch's running maximum: the last NaN in the window wins.
+            for _, _, rows, cols in reversed(taps):
+                hit = np.isnan(xp[:, rows, cols, :]) & nan & todo
+                dxp[:, rows, cols, :] += np.where(hit, dyb, 0.0)
+                todo &= ~hit
+        neg = best == -np.inf
+        if neg.any():
+            # Padding is -inf too: an all -inf window keeps its first real cell.
+            if first_real is None:
+                first_real = np.argmax(_real_taps(plan), axis=-1)[None, :, :, None]
+            for k, (_, _, rows, cols) in enumerate(taps):
+                dxp[:, rows, cols, :] += np.where(neg & (first_real == k), dyb, 0.0)
+            todo &= ~neg
+        hit = np.empty(best.shape, dtype=bool)
+        for _, _, rows, cols in taps:
+            np.equal(xp[:, rows, cols, :], best, out=hit)
+            hit &= todo
+            # (np.add's where= argument is far slower than building the masked addend.)
+            view = dxp[:, rows, cols, :]
+            np.add(view, np.where(hit, dyb, 0.0), out=view)
+            np.greater(todo, hit, out=todo)  # todo and not hit
+        dx[n0:n1] = _crop(dxp, plan)
+    return dx
 
 
 def avg_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -96,17 +139,33 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     """
     plan = pool_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
                      ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                     divisor_override=divisor_override, x_name="x")
+                     divisor_override=divisor_override, x_name="x", f_name="kernel_size", pad_name="padding")
     return avg_planned(plan, x)
 
 
 def avg_planned(plan: PoolPlan, x):
     """:func:`avg_pool2d` for arguments already checked into ``plan``."""
-    xp = _pad(x, plan, 0.0, np.float64)
-    total = np.zeros(plan.out_shape, dtype=np.float64)
-    for _, _, rows, cols in tap_slices(plan):
-        total += xp[:, rows, cols, :]
-    return (total / divisor(plan)).astype(x.dtype)
+    y = np.empty(plan.out_shape, dtype=x.dtype)
+    div = divisor(plan)
+    rows_at, cols_at = _axis_slices(plan)
+    for n0, n1 in _image_blocks(plan, 8):
+        xp = _pad(x[n0:n1], plan, 0.0, np.float64)
+        # Separable sum: the width taps first, then the height taps of those sums.
+        across = None
+        for cols in cols_at:
+            if across is None:
+                across = xp[:, :, cols, :].copy()
+            else:
+                across += xp[:, :, cols, :]
+        total = None
+        for rows in rows_at:
+            if total is None:
+                total = across[:, rows].copy()
+            else:
+                total += across[:, rows]
+        total /= div
+        y[n0:n1] = total
+    return y
 
 
 def avg_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=1,
@@ -125,18 +184,35 @@ def avg_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
     """
     plan = pool_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
                      ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                     divisor_override=divisor_override, x_name="x")
+                     divisor_override=divisor_override, x_name="x", f_name="kernel_size", pad_name="padding")
     check_grad(dy, plan, "dy")
     return avg_backward_planned(plan, dy, x)
 
 
 def avg_backward_planned(plan: PoolPlan, dy, x):
     """:func:`avg_pool2d_backward` for arguments already checked into ``plan``."""
-    share = dy.astype(np.float64) / divisor(plan)
-    dxp = np.zeros(_padded_shape(plan), dtype=np.float64)
-    for _, _, rows, cols in tap_slices(plan):
-        dxp[:, rows, cols, :] += share
-    return _crop(dxp, plan).astype(x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    div = divisor(plan)
+    if _tiles(plan):
+        # Windows tile the input exactly: every cell gets one window's share, no sums.
+        (fh, fw), (ho, wo) = plan.kernel, plan.out_hw
+        share = dy.astype(np.float64) / div
+        dx.reshape(plan.n, ho, fh, wo, fw, plan.c)[...] = share[:, :, None, :, None, :]
+        return dx
+    rows_at, cols_at = _axis_slices(plan)
+    shape = _padded_shape(plan)
+    for n0, n1 in _image_blocks(plan, 8):
+        share = dy[n0:n1].astype(np.float64)
+        share /= div
+        # Adjoint of the separable sum: spread along the height, then along the width.
+        down = np.zeros((n1 - n0, shape[1], plan.out_hw[1], plan.c))
+        for rows in rows_at:
+            down[:, rows] += share
+        dxp = np.zeros((n1 - n0, *shape[1:]))
+        for cols in cols_at:
+            dxp[:, :, cols, :] += down
+        dx[n0:n1] = _crop(dxp, plan)
+    return dx
 
 
 def divisor(plan: PoolPlan) -> np.ndarray:
@@ -162,20 +238,41 @@ def _padded_shape(plan: PoolPlan):
 
 
 def _pad(x, plan: PoolPlan, fill, dtype=None):
-    xp = np.full(_padded_shape(plan), fill, dtype=dtype or x.dtype)
+    xp = np.full((len(x), *_padded_shape(plan)[1:]), fill, dtype=dtype or x.dtype)
     (t, _), (left, _) = plan.pads
     xp[:, t:t + plan.in_hw[0], left:left + plan.in_hw[1], :] = x
     return xp
 
 
+#: Bytes of padded input per block: small enough to stay in cache while every tap reads it.
+_BLOCK_BYTES = 512 * 2**10
+
+
+def _image_blocks(plan: PoolPlan, itemsize):
+    """``(n0, n1)`` ranges of whole images, about ``_BLOCK_BYTES`` of padded input each."""
+    _, hp, wp, c = _padded_shape(plan)
+    step = max(1, _BLOCK_BYTES // max(hp * wp * c * itemsize, 1))
+    return [(lo, min(lo + step, plan.n)) for lo in range(0, plan.n, step)]
+
+
+def _tiles(plan: PoolPlan) -> bool:
+    """Windows neither overlap nor leave gaps nor reach into padding."""
+    return (plan.stride == plan.kernel and plan.dilation == (1, 1)
+            and plan.pads == ((0, 0), (0, 0))
+            and all(o * f == size for o, f, size in zip(plan.out_hw, plan.kernel, plan.in_hw)))
+
+
+def _axis_slices(plan: PoolPlan):
+    """Per axis, the slice of the padded input each kernel tap reads for every output."""
+    return tuple(
+        [slice(k * d, k * d + s * (out - 1) + 1, s) for k in range(f)]
+        for f, s, d, out in zip(plan.kernel, plan.stride, plan.dilation, plan.out_hw)
+    )
+
+
 def _crop(xp, plan: PoolPlan):
     (t, _), (left, _) = plan.pads
     return xp[:, t:t + plan.in_hw[0], left:left + plan.in_hw[1], :]
-
-
-def _taps(xp, plan: PoolPlan):
-    """Window taps stacked last: shape (N, H_out, W_out, C, f_h * f_w)."""
-    return np.stack([xp[:, rows, cols, :] for _, _, rows, cols in tap_slices(plan)], axis=-1)
 
 
 def _real_taps(plan: PoolPlan):
@@ -187,21 +284,3 @@ def _real_taps(plan: PoolPlan):
         axes.append((pos >= p[0]) & (pos < p[0] + size))
     real = axes[0][:, None, :, None] & axes[1][None, :, None, :]
     return real.reshape(*plan.out_hw, -1)
-
-
-def _max_choice(taps, plan: PoolPlan):
-    """Index of the tap each window routes its gradient to, torch's rule.
-
-    Returns
-    -------
-    ndarray of int, shape (N, H_out, W_out, C)
-    """
-    k = taps.shape[-1]
-    nan = np.isnan(taps)
-    last_nan = k - 1 - np.argmax(nan[..., ::-1], axis=-1)
-    # np.argmax returns the first occurrence: the first maximum in window order.
-    first_max = np.argmax(np.where(nan, -np.inf, taps), axis=-1)
-    first_real = np.argmax(_real_taps(plan), axis=-1)[None, :, :, None]
-    all_neg_inf = np.all(np.where(nan, -np.inf, taps) == -np.inf, axis=-1)
-    choice = np.where(all_neg_inf, first_real, first_max)
-    return np.where(nan.any(axis=-1), last_nan, choice)

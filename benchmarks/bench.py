@@ -1,0 +1,329 @@
+"""Time refcnn against torch on CPU and report the ratios refcnn/torch.
+
+Run ``python benchmarks/bench.py`` (about 3-5 minutes on 2 cores); it prints a
+Markdown table and writes it to ``benchmarks/results.md``. ``--repeats N``
+changes the number of timed runs per cell, ``--rows conv3x3,pool`` keeps the
+rows whose id contains one of the words, ``--no-memory`` skips the memory part.
+
+Method
+------
+* Same process, same inputs; refcnn takes NHWC/HWIO arrays, torch contiguous
+  NCHW/OIHW tensors holding the same values (its default layout). Every
+  candidate runs once to warm up, then the candidates of a row run in turn,
+  ``repeats`` rounds, and each cell is the median of its rounds: alternating
+  runs spread slow moments of a shared machine over all candidates.
+* Forward: the op alone (torch under ``no_grad``). Backward: everything the
+  op's gradient gives: dx, dW and db for conv, dx for pooling (torch:
+  ``autograd.grad`` of a retained graph, so its forward is not timed).
+* float32 rows are timed with ``accumulate="native"`` (float32 sums, as torch)
+  and with the default ``accumulate="float64"``; the targets apply to native.
+  Pooling has no accumulate option: its averages and gradients sum in float64.
+* "% of matmul peak": conv forward FLOPs (2 * N*Ho*Wo*C_out*f_h*f_w*C_in/groups)
+  per second, over the FLOP/s of a NumPy (2048 x 2048) @ (2048 x 2048) product
+  of the row's dtype, measured in the same run.
+* Memory: the 7x7 stride-2 layer at batch 64 (float32), forward, each call in a
+  fresh subprocess: the peak resident set size (``VmHWM``, reset through
+  ``/proc/self/clear_refs`` just before the call) minus the resident size
+  before it, for torch and refcnn alike; for refcnn also ``tracemalloc``'s
+  peak (NumPy reports its allocations to tracemalloc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import refcnn
+from refcnn import conv as refconv
+
+HERE = Path(__file__).resolve().parent
+
+
+# --- cases ---------------------------------------------------------------------------
+
+CONV_ROWS = [
+    # id, N, H, C_in, C_out, f, stride, pad, groups, dtype
+    ("conv3x3 64->64 32x32 N32 float64", 32, 32, 64, 64, 3, 1, 1, 1, np.float64),
+    ("conv3x3 64->64 32x32 N32 float32", 32, 32, 64, 64, 3, 1, 1, 1, np.float32),
+    ("conv7x7/2 3->64 112x112 N8 float32", 8, 112, 3, 64, 7, 2, 3, 1, np.float32),
+    ("depthwise3x3 64 56x56 N8 float32", 8, 56, 64, 64, 3, 1, 1, 64, np.float32),
+]
+POOL_ROWS = [
+    # id, mode, N, H, C, f, stride, pad
+    ("maxpool3x3/2 64 56x56 N16 float32", "max", 16, 56, 64, 3, 2, 1),
+    ("avgpool2x2/2 64 56x56 N16 float32", "avg", 16, 56, 64, 2, 2, 0),
+]
+
+
+def to_torch(a, perm):
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(perm)))
+
+
+def conv_candidates(row):
+    name, n, h, c_in, c_out, f, s, p, g, dtype = row
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, h, h, c_in)).astype(dtype)
+    w = (rng.standard_normal((f, f, c_in // g, c_out)) / math.sqrt(f * f * c_in // g)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    opts = dict(stride=s, padding=p, groups=g)
+    dy = rng.standard_normal(refcnn.conv2d(x, w, b, **opts, accumulate="native").shape)
+    dy = dy.astype(dtype)
+    xt = to_torch(x, (0, 3, 1, 2)).requires_grad_()
+    wt = to_torch(w, (3, 2, 0, 1)).requires_grad_()
+    bt = torch.from_numpy(b.copy()).requires_grad_()
+    dyt = to_torch(dy, (0, 3, 1, 2))
+    yt = F.conv2d(xt, wt, bt, stride=s, padding=p, groups=g)
+
+    def torch_fwd():
+        with torch.no_grad():
+            F.conv2d(xt, wt, bt, stride=s, padding=p, groups=g)
+
+    def torch_bwd():
+        torch.autograd.grad(yt, (xt, wt, bt), dyt, retain_graph=True)
+
+    cands = {"torch fwd": torch_fwd, "torch bwd": torch_bwd}
+    modes = ["native", "float64"] if dtype == np.float32 else ["float64"]
+    for acc in modes:
+        cands[f"{acc} fwd"] = lambda acc=acc: refcnn.conv2d(x, w, b, **opts, accumulate=acc)
+        cands[f"{acc} bwd"] = lambda acc=acc: refcnn.conv2d_backward(
+            dy, x, w, b, **opts, accumulate=acc)
+    ho = (h + 2 * p - f) // s + 1
+    flops = 2 * n * ho * ho * c_out * f * f * (c_in // g)
+    return cands, flops, np.dtype(dtype)
+
+
+def pool_candidates(row):
+    name, mode, n, h, c, f, s, p = row
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, h, h, c)).astype(np.float32)
+    fwd, bwd = ((refcnn.max_pool2d, refcnn.max_pool2d_backward) if mode == "max"
+                else (refcnn.avg_pool2d, refcnn.avg_pool2d_backward))
+    tfn = F.max_pool2d if mode == "max" else F.avg_pool2d
+    dy = rng.standard_normal(fwd(x, f, stride=s, padding=p).shape).astype(np.float32)
+    xt = to_torch(x, (0, 3, 1, 2)).requires_grad_()
+    dyt = to_torch(dy, (0, 3, 1, 2))
+    yt = tfn(xt, f, s, p)
+
+    def torch_fwd():
+        with torch.no_grad():
+            tfn(xt, f, s, p)
+
+    cands = {
+        "torch fwd": torch_fwd,
+        "torch bwd": lambda: torch.autograd.grad(yt, xt, dyt, retain_graph=True),
+        # Pooling has no accumulate option: the same numbers go in both columns.
+        "native fwd": lambda: fwd(x, f, stride=s, padding=p),
+        "native bwd": lambda: bwd(dy, x, f, stride=s, padding=p),
+    }
+    return cands, None, np.dtype(np.float32)
+
+
+def time_alternating(cands, repeats):
+    """Median seconds per candidate, running the candidates in turn ``repeats`` times."""
+    for fn in cands.values():
+        fn()
+    times = {k: [] for k in cands}
+    for _ in range(repeats):
+        for k, fn in cands.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def matmul_peak(dtype, repeats):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2048, 2048)).astype(dtype)
+    bm = rng.standard_normal((2048, 2048)).astype(dtype)
+    t = time_alternating({"mm": lambda: a @ bm}, repeats)["mm"]
+    return 2 * 2048**3 / t
+
+
+# --- memory ---------------------------------------------------------------------------
+
+MEMORY_CHILD = r"""
+import sys, numpy as np
+which = sys.argv[1]
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+rng = np.random.default_rng(0)
+x = rng.standard_normal((64, 112, 112, 3)).astype(np.float32)
+w = (rng.standard_normal((7, 7, 3, 64)) / 12).astype(np.float32)
+b = np.zeros(64, np.float32)
+if which == 'torch':
+    import torch, torch.nn.functional as F
+    torch.set_num_threads(torch.get_num_threads())
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    wt = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
+    bt = torch.from_numpy(b)
+    with torch.no_grad():
+        F.conv2d(xt[:1], wt, bt, stride=2, padding=3)  # load kernels, not counted
+    def call():
+        with torch.no_grad():
+            return F.conv2d(xt, wt, bt, stride=2, padding=3)
+else:
+    import refcnn
+    from refcnn import conv as refconv
+    acc, target = sys.argv[2], sys.argv[3]
+    if target != 'default':
+        refconv._BLOCK_TARGET_BYTES = int(target)
+    refcnn.conv2d(x[:1], w, b, stride=2, padding=3, accumulate=acc)
+    def call():
+        return refcnn.conv2d(x, w, b, stride=2, padding=3, accumulate=acc,
+                             workspace_bytes=int(target) if target != 'default' else None)
+import gc; gc.collect()
+with open('/proc/self/clear_refs', 'w') as fh:
+    fh.write('5')
+before = status('VmRSS:')
+y = call()
+rss_peak = status('VmHWM:') - before
+traced = -1
+if which != 'torch':
+    import tracemalloc
+    del y; gc.collect()
+    tracemalloc.start()
+    y = call()
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+print(rss_peak, traced)
+"""
+
+
+def measure_memory(which, *args):
+    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, which, *args],
+                         capture_output=True, text=True, check=True)
+    rss, traced = out.stdout.split()
+    return int(rss), int(traced)
+
+
+def chunking_speed(repeats):
+    """7x7/2 layer at batch 64: seconds with the default blocks and with one block."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 112, 112, 3)).astype(np.float32)
+    w = (rng.standard_normal((7, 7, 3, 64)) / 12).astype(np.float32)
+    b = np.zeros(64, np.float32)
+    default_target = refconv._BLOCK_TARGET_BYTES
+
+    def unchunked():
+        refconv._BLOCK_TARGET_BYTES = 2**62
+        try:
+            refcnn.conv2d(x, w, b, stride=2, padding=3, accumulate="native",
+                          workspace_bytes=2**62)
+        finally:
+            refconv._BLOCK_TARGET_BYTES = default_target
+
+    return time_alternating({
+        "chunked": lambda: refcnn.conv2d(x, w, b, stride=2, padding=3, accumulate="native"),
+        "unchunked": unchunked,
+    }, repeats)
+
+
+# --- report ---------------------------------------------------------------------------
+
+def blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    parts = []
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            parts.append(f"{lib['internal_api']} {lib.get('version')} "
+                         f"kernel {lib.get('architecture')}, {lib['num_threads']} threads")
+    return "; ".join(parts) or "no BLAS found"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--rows", default="", help="comma-separated words; keep rows matching one")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--output", default=str(HERE / "results.md"))
+    args = ap.parse_args(argv)
+    words = [w for w in args.rows.split(",") if w]
+    keep = (lambda name: any(w in name for w in words)) if words else (lambda name: True)
+
+    lines = []
+
+    def emit(text=""):
+        print(text, flush=True)
+        lines.append(text)
+
+    emit("# refcnn vs torch (CPU)")
+    emit()
+    emit(f"- numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+         f"{os.cpu_count()} CPUs")
+    emit(f"- BLAS (threadpoolctl): {blas_info()}")
+    emit(f"- OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')!r}, "
+         f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')!r}")
+    peaks = {np.dtype(d): matmul_peak(d, 5) for d in (np.float32, np.float64)}
+    emit("- NumPy matmul peak (2048^3): "
+         + ", ".join(f"{d.name} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
+    emit(f"- median of {args.repeats} alternating runs per cell; ratio = refcnn time / torch time "
+         "(below 1: refcnn faster)")
+    emit()
+    emit("| row | fwd native | bwd native | fwd default (float64 sums) | bwd default "
+         "| torch fwd ms | torch bwd ms | conv fwd % of matmul peak (native) |")
+    emit("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for row in CONV_ROWS + POOL_ROWS:
+        if not keep(row[0]):
+            continue
+        cands, flops, dtype = (conv_candidates if row in CONV_ROWS else pool_candidates)(row)
+        t = time_alternating(cands, args.repeats)
+        native = "native" if "native fwd" in t else "float64"
+        rf = t[f"{native} fwd"] / t["torch fwd"]
+        rb = t[f"{native} bwd"] / t["torch bwd"]
+        ratios += [rf, rb]
+        if "float64 fwd" in t and native == "native":
+            dflt = (f"{t['float64 fwd'] / t['torch fwd']:.2f}",
+                    f"{t['float64 bwd'] / t['torch bwd']:.2f}")
+        elif row in POOL_ROWS:
+            dflt = ("(same)", "(same)")
+        else:
+            dflt = ("(= native)", "(= native)")
+        peak = (f"{100 * flops / t[f'{native} fwd'] / peaks[dtype]:.0f}%"
+                if flops else "")
+        emit(f"| {row[0]} | {rf:.2f} | {rb:.2f} | {dflt[0]} | {dflt[1]} "
+             f"| {1e3 * t['torch fwd']:.2f} | {1e3 * t['torch bwd']:.2f} | {peak} |")
+    if ratios:
+        geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
+        emit()
+        emit(f"Geometric mean of the native ratios (fwd and bwd of every row): **{geo:.2f}**; "
+             f"largest: **{max(ratios):.2f}** (targets: at most 1.0 and 2.0).")
+    if not args.no_memory:
+        emit()
+        emit("## Memory: conv 7x7/2, 3->64, 112x112, batch 64, float32, forward")
+        emit()
+        torch_rss, _ = measure_memory("torch")
+        emit("| call | peak RSS delta MiB | tracemalloc peak MiB | / torch (RSS) |")
+        emit("|---|---|---|---|")
+        emit(f"| torch | {torch_rss / 2**20:.1f} | | 1.00 |")
+        for acc in ("native", "float64"):
+            for target, label in (("default", "default blocks"),
+                                  (str(2**62), "one block (unchunked)")):
+                rss, traced = measure_memory("refcnn", acc, target)
+                emit(f"| refcnn {acc}, {label} | {rss / 2**20:.1f} | {traced / 2**20:.1f} "
+                     f"| {rss / torch_rss:.2f} |")
+        t = chunking_speed(max(3, args.repeats // 2))
+        emit()
+        emit(f"Speed of that call, native: default blocks {1e3 * t['chunked']:.1f} ms, one block "
+             f"{1e3 * t['unchunked']:.1f} ms: chunked runs at "
+             f"{100 * t['unchunked'] / t['chunked']:.0f}% of the unchunked speed.")
+    Path(args.output).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
