@@ -77,42 +77,49 @@ def max_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
 
 
 def max_backward_planned(plan: PoolPlan, dy, x):
-    """:func:`max_pool2d_backward` for arguments already checked into ``plan``."""
+    """:func:`max_pool2d_backward` for arguments already checked into ``plan``.
+
+    Replays torch's scan literally: ``best`` starts at -inf and the chosen tap at
+    the window's first real cell; a tap replaces them when ``value > best`` or
+    when it is NaN. So ties keep the first maximum, the last NaN wins, and an all
+    -inf window keeps its first real cell (padding is -inf and never wins). The
+    chosen taps then receive ``dy`` through one ``np.bincount`` over flat indices.
+    """
     dx = np.empty(x.shape, dtype=x.dtype)
-    taps = list(tap_slices(plan))
-    first_real = None
+    _, hp, wp, c = _padded_shape(plan)
+    (sh, sw), (dh, dw), (fh, fw) = plan.stride, plan.dilation, plan.kernel
+    ho, wo = plan.out_hw
+    # Flat offset (in the padded block) of every tap, and of each window's start.
+    tap_offset = [(kh * dh * wp + kw * dw) * c for kh in range(fh) for kw in range(fw)]
+    start = ((np.arange(ho)[:, None, None] * sh * wp + np.arange(wo)[None, :, None] * sw) * c
+             + np.arange(c)[None, None, :])
+    first_real = np.asarray(tap_offset)[np.argmax(_real_taps(plan), axis=-1)][:, :, None]
     for n0, n1 in _image_blocks(plan, 8):
+        nb = n1 - n0
         xp = _pad(x[n0:n1], plan, -np.inf)
-        dyb = dy[n0:n1].astype(np.float64)
-        dxp = np.zeros(xp.shape, dtype=np.float64)
-        best = xp[:, taps[0][2], taps[0][3], :].copy()
-        for _, _, rows, cols in taps[1:]:
-            np.maximum(best, xp[:, rows, cols, :], out=best)
-        # Windows still to route: each goes to the first tap equal to its maximum.
-        todo = np.ones(best.shape, dtype=bool)
-        nan = np.isnan(best)
-        if nan.any():
-            # Any NaN replaces torch's running maximum: the last NaN in the window wins.
-            for _, _, rows, cols in reversed(taps):
-                hit = np.isnan(xp[:, rows, cols, :]) & nan & todo
-                dxp[:, rows, cols, :] += np.where(hit, dyb, 0.0)
-                todo &= ~hit
-        neg = best == -np.inf
-        if neg.any():
-            # Padding is -inf too: an all -inf window keeps its first real cell.
-            if first_real is None:
-                first_real = np.argmax(_real_taps(plan), axis=-1)[None, :, :, None]
-            for k, (_, _, rows, cols) in enumerate(taps):
-                dxp[:, rows, cols, :] += np.where(neg & (first_real == k), dyb, 0.0)
-            todo &= ~neg
-        hit = np.empty(best.shape, dtype=bool)
-        for _, _, rows, cols in taps:
-            np.equal(xp[:, rows, cols, :], best, out=hit)
-            hit &= todo
-            # (np.add's where= argument is far slower than building the masked addend.)
-            view = dxp[:, rows, cols, :]
-            np.add(view, np.where(hit, dyb, 0.0), out=view)
-            np.greater(todo, hit, out=todo)  # todo and not hit
+        has_nan = bool(np.isnan(x[n0:n1]).any())
+        best = np.full((nb, ho, wo, c), -np.inf, dtype=x.dtype)
+        chosen = np.broadcast_to(first_real, best.shape).astype(np.int32)
+        wins = np.empty(best.shape, dtype=bool)
+        step = np.empty(best.shape, dtype=np.int32)
+        for offset, (_, _, rows, cols) in zip(tap_offset, tap_slices(plan)):
+            tap = xp[:, rows, cols, :]
+            np.greater(tap, best, out=wins)
+            if has_nan:
+                wins |= np.isnan(tap)
+            # The running value is max(best, tap) (NaN sticks, as in torch's scan);
+            # np.copyto(..., where=) would be several times slower than these.
+            np.maximum(best, tap, out=best)
+            # chosen = where(wins, offset, chosen), as arithmetic: masked selects with a
+            # random mask run about six times slower than these three passes.
+            np.subtract(np.int32(offset), chosen, out=step)
+            step *= wins
+            chosen += step
+        flat = chosen.astype(np.intp)
+        flat += start
+        flat += (np.arange(nb) * (hp * wp * c))[:, None, None, None]
+        dxp = np.bincount(flat.ravel(), weights=dy[n0:n1].ravel().astype(np.float64),
+                          minlength=nb * hp * wp * c).reshape(nb, hp, wp, c)
         dx[n0:n1] = _crop(dxp, plan)
     return dx
 
