@@ -1,0 +1,447 @@
+"""The ``crosscheck`` command: ``crosscheck run`` (the sweep) and ``crosscheck conform TARGET``.
+
+Exit codes (both commands): 0 everything agrees (declared divergences allowed),
+1 a discrepancy (or a non-conformant function), 2 a usage error (bad option,
+unknown case id or backend, a target that cannot be imported), 3 an internal
+error of crosscheck itself, 130 interrupted (reports still hold what was done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+
+EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(Exception):
+    """A mistake in the command line: reported in one line, exit code 2."""
+
+
+# ---- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from crosscheck.sweeps import SIZES
+    from crosscheck.tolerance import TOLERANCE_MODES
+
+    parser = argparse.ArgumentParser(
+        prog="crosscheck",
+        description="Crosscheck 2-D convolution and pooling implementations against refcnn.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser(
+        "run", help="run the sweep over backends and print a summary",
+        description="Run a sweep of conv/pool cases over backends, compare each with the "
+                    "refcnn float64 reference, and report.")
+    run.add_argument("--backends", metavar="NAMES",
+                     help="comma-separated backends: built-in names (refcnn, refcnn.loops, "
+                          "torch, jax, jax.nchw) or module:Class (default: every installed "
+                          "built-in but jax.nchw, which is jax again in another layout)")
+    run.add_argument("--cases", choices=SIZES, default="default",
+                     help="which sweep (default: %(default)s)")
+    run.add_argument("--case", action="append", metavar="ID", default=[],
+                     help="run exactly this case id (repeatable); overrides --cases")
+    run.add_argument("--dtypes", metavar="LIST",
+                     help="comma-separated dtypes to keep (float64,float32,float16,bfloat16)")
+    run.add_argument("--ops", metavar="LIST",
+                     help="comma-separated ops to keep (conv2d,max_pool2d,avg_pool2d)")
+    run.add_argument("--tolerance", choices=TOLERANCE_MODES, default="bound",
+                     help="per-element rounding bound, or torch's/JAX's fixed defaults "
+                          "(default: %(default)s)")
+    run.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
+                     help="worker processes; cases are chunked by geometry so compiled "
+                          "functions are reused (default: 1)")
+    run.add_argument("--jax-cache", metavar="DIR", default=None,
+                     help="JAX's persistent compilation cache, which makes a second run "
+                          "several times faster (default: $CROSSCHECK_JAX_CACHE or "
+                          "~/.cache/crosscheck/jax; 'none' to disable)")
+    run.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    run.add_argument("--markdown", metavar="PATH",
+                     help="write the summary, failures and known differences as Markdown")
+    run.add_argument("--junit", metavar="PATH", help="write JUnit XML (one testcase per "
+                                                     "case x backend)")
+    run.add_argument("--plot", metavar="PATH",
+                     help="write a PNG of error-to-bound ratios (needs matplotlib)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    run.add_argument("--max-failures", type=int, default=20, metavar="N",
+                     help="failures printed in full on the console (default: %(default)s)")
+    run.set_defaults(handler=cmd_run)
+
+    conform = sub.add_parser(
+        "conform", help="check an implementation of the notebook's API",
+        description="Check an implementation of the notebook API (zero_pad, conv_single_step, "
+                    "conv_forward, conv_backward, pool_forward, pool_backward, "
+                    "create_mask_from_window, distribute_value) against refcnn.")
+    conform.add_argument("target", metavar="TARGET",
+                         help="an importable module, a path to a .py file, or module:object")
+    conform.add_argument("--function", action="append", metavar="NAME", default=[],
+                         help="check only this function (repeatable)")
+    conform.add_argument("--case", action="append", metavar="ID", default=[],
+                         help="run only this conformance case id (repeatable)")
+    conform.add_argument("--strict", action="store_true",
+                         help="also report the tie and NaN conventions the target follows")
+    conform.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="per-case time limit; a target that exceeds it is stopped "
+                              "(default: %(default)s)")
+    conform.add_argument("--in-process", action="store_true",
+                         help="call the target in this process (no timeout; for debugging)")
+    conform.add_argument("--json", metavar="PATH", help="write the verdicts and every case "
+                                                        "as JSON")
+    conform.add_argument("--all-failures", action="store_true",
+                         help="print every failing case, not only the first per function")
+    conform.set_defaults(handler=cmd_conform)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``crosscheck`` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"crosscheck {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"crosscheck {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # noqa: BLE001 - an internal error gets its own exit code
+        print(f"crosscheck {args.command}: internal error:\n{traceback.format_exc()}",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+# ---- crosscheck run ------------------------------------------------------------------------------
+def select_cases(args) -> list:
+    """The cases named by ``--case``, or the ``--cases`` sweep filtered by dtype and op."""
+    from crosscheck.cases import DTYPES, OPS, Case
+    from crosscheck.sweeps import sweep
+
+    if args.case:
+        cases = []
+        for case_id in args.case:
+            try:
+                cases.append(Case.from_id(case_id))
+            except ValueError as exc:
+                raise UsageError(f"{exc} (ids look like "
+                                 "conv2d-fwd-n2h7w5c4o6-k3x3-s2x1-p1.1.0.2-d1x1-g1-float32-s0)")
+        return cases
+    dtypes, ops = _split(args.dtypes), _split(args.ops)
+    for value, allowed, what in ((dtypes, DTYPES, "dtype"), (ops, OPS, "op")):
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise UsageError(f"unknown {what} {', '.join(unknown)}: choose from "
+                             f"{', '.join(allowed)}")
+    return [c for c in sweep(args.cases)
+            if (not dtypes or c.dtype in dtypes) and (not ops or c.op in ops)]
+
+
+def select_backends(spec: str | None, stream=None) -> dict:
+    """Name -> backend. Named backends must load (else UsageError); by default the installed ones."""
+    from crosscheck.backends import BUILTIN, BackendUnavailable, get_backend
+
+    stream = stream or sys.stderr
+    explicit = spec is not None
+    names = _split(spec) if explicit else [n for n in BUILTIN if n not in NOT_DEFAULT]
+    if explicit and not names:
+        raise UsageError("--backends needs at least one name")
+    if any(":" in name for name in names) and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # module:Class from the current directory, as python -m
+    found = {}
+    for name in dict.fromkeys(names):
+        try:
+            found[name] = get_backend(name)
+        except BackendUnavailable as exc:
+            if explicit:
+                raise UsageError(str(exc)) from exc
+            print(f"note: skipping backend {name}: {exc}", file=stream)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - a module:Class that fails to build
+            raise UsageError(f"backend {name!r} could not be created: {exc!r}") from exc
+    if not found:
+        raise UsageError("no backend is available")
+    return found
+
+
+#: Built-in backends left out of the default set: jax.nchw is the jax backend again in
+#: another layout (same framework, same numbers; it would double the sweep's compile time).
+#: Name it in --backends to include it.
+NOT_DEFAULT = ("jax.nchw",)
+
+
+def jax_cache_dir(option: str | None) -> str | None:
+    """The persistent compilation cache directory for JAX, or None when disabled."""
+    value = option or os.environ.get("CROSSCHECK_JAX_CACHE")
+    if value is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        value = os.path.join(base, "crosscheck", "jax")
+    return None if value.lower() in ("", "none", "off", "0") else value
+
+
+def configure_jax_cache(directory: str | None) -> None:
+    """Point JAX at a persistent compilation cache (only if JAX is already imported).
+
+    A cached executable is the one the compiler would produce, so results do not
+    change; compile time, most of a sweep's time on JAX, is spent once per geometry.
+    """
+    if not directory or "jax" not in sys.modules:
+        return
+    try:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    except Exception as exc:  # noqa: BLE001 - a cache is an optimisation, never a failure
+        print(f"note: JAX compilation cache not enabled: {exc}", file=sys.stderr)
+
+
+def geometry_key(case) -> str:
+    """Cases with the same key share one compiled function in JAX (same shapes and options)."""
+    return case.with_(seed=0, inputs="random").id
+
+
+def geometry_chunks(cases, jobs: int) -> list[list[tuple[int, object]]]:
+    """(index, case) chunks that never split a geometry, about 8 chunks per worker."""
+    groups: list[list[tuple[int, object]]] = []
+    last = None
+    for i, case in enumerate(cases):
+        key = geometry_key(case)
+        if key != last:
+            groups.append([])
+            last = key
+        groups[-1].append((i, case))
+    target = max(1, min(64, len(cases) // (jobs * 8) or 1))
+    chunks: list[list[tuple[int, object]]] = []
+    for group in groups:
+        if chunks and len(chunks[-1]) + len(group) <= target:
+            chunks[-1].extend(group)
+        else:
+            chunks.append(list(group))
+    return chunks
+
+
+_worker_backends: dict = {}
+_worker_mode = "bound"
+
+
+def _init_worker(names: list[str], mode: str, threads: int | None,
+                 jax_cache: str | None = None) -> None:
+    """Process-pool initializer: the parent handles Ctrl-C; build the backends once."""
+    global _worker_backends, _worker_mode
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threads:
+        _limit_threads(threads)
+    from crosscheck.backends import get_backend
+
+    _worker_backends = {name: get_backend(name) for name in names}
+    _worker_mode = mode
+    configure_jax_cache(jax_cache)
+
+
+def _limit_threads(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false "
+                                       f"intra_op_parallelism_threads={threads}")
+
+
+def _run_chunk(chunk):
+    from crosscheck.runner import run_case
+
+    return [(i, run_case(case, _worker_backends, _worker_mode)) for i, case in chunk]
+
+
+class RunState:
+    """What a run has computed so far; reports are written from it whatever happens."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.by_index: dict[int, list] = {}
+        self.stopped: str | None = None
+
+    def add(self, index: int, results: list) -> None:
+        self.by_index[index] = results
+
+    @property
+    def results(self) -> list:
+        return [r for i in sorted(self.by_index) for r in self.by_index[i]]
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None and len(self.by_index) == self.total
+
+
+def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_case=None,
+            jax_cache: str | None = None) -> None:
+    """Run every case on every backend into ``state`` (serially, or over ``jobs`` processes)."""
+    from crosscheck.runner import run_case
+
+    chunks = geometry_chunks(cases, jobs) if jobs > 1 else []
+    if jobs <= 1 or len(chunks) <= 1:
+        for i, case in enumerate(cases):
+            results = run_case(case, backends, mode)
+            state.add(i, results)
+            if on_case:
+                on_case(results)
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # spawn, not fork: the parent may already hold JAX/torch thread pools.
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker,
+                               initargs=(list(backends), mode,
+                                         max(1, (os.cpu_count() or 1) // jobs), jax_cache))
+    finished = False
+    try:
+        pending = {pool.submit(_run_chunk, chunk) for chunk in chunks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                for i, results in future.result():
+                    state.add(i, results)
+                    if on_case:
+                        on_case(results)
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+
+
+def cmd_run(args) -> int:
+    from crosscheck import report
+
+    if args.plot:
+        try:
+            report.check_plot_available()
+        except report.MissingExtra as exc:
+            raise UsageError(str(exc)) from exc
+    cases = select_cases(args)
+    if not cases:
+        raise UsageError("no case matches the chosen --cases/--dtypes/--ops")
+    backends = select_backends(args.backends)
+    jax_cache = jax_cache_dir(args.jax_cache)
+    configure_jax_cache(jax_cache)
+    versions = report.versions(backends)
+    meta = {"command": "crosscheck " + " ".join(args.argv),
+            "tolerance": args.tolerance, "cases_requested": len(cases),
+            "backends": list(backends), "jobs": args.jobs}
+    state = RunState(len(cases))
+    started = time.perf_counter()
+    last_flush = [time.monotonic()]
+
+    def write_reports(final: bool) -> None:
+        results = state.results
+        meta.update(complete=state.complete, stopped=state.stopped,
+                    cases_run=len(state.by_index),
+                    seconds=round(time.perf_counter() - started, 3))
+        if args.json:
+            report.write_json(args.json, results, versions_=versions, meta=meta)
+        if not final:
+            return
+        if args.markdown:
+            report.write_markdown(args.markdown, results, versions_=versions, meta=meta)
+        if args.junit:
+            report.write_junit(args.junit, results, versions_=versions, meta=meta)
+        if args.plot:
+            report.write_plot(args.plot, results)
+        report.append_step_summary(results, versions_=versions, meta=meta)
+
+    names = ", ".join(f"{n} {v}" for n, v in versions["backends"].items())
+    print(f"crosscheck run: {len(cases)} cases x {len(backends)} backends ({names}), "
+          f"tolerance {args.tolerance}, jobs {args.jobs}", file=sys.stderr)
+    progress = report.Progress(len(cases), enabled=not args.no_progress)
+
+    def on_case(results) -> None:
+        progress.advance(1, failed=sum(r.status == "failed" for r in results))
+        # Keep the JSON on disk current, so even a killed run leaves its results behind.
+        if args.json and time.monotonic() - last_flush[0] > 60:
+            last_flush[0] = time.monotonic()
+            write_reports(final=False)
+
+    previous = _sigterm_as_interrupt()
+    try:
+        with progress:
+            execute(cases, backends, args.tolerance, args.jobs, state, on_case, jax_cache)
+    except KeyboardInterrupt:
+        state.stopped = "interrupted"
+    except BaseException:
+        state.stopped = "internal error"
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            write_reports(final=True)
+        finally:
+            results = state.results
+            report.print_summary(results, sys.stdout, max_failures=args.max_failures,
+                                 complete=state.complete)
+            print(f"\n{len(state.by_index)}/{len(cases)} cases in "
+                  f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if state.stopped == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_DISCREPANCY if report.failures(state.results) else EXIT_OK
+
+
+def _sigterm_as_interrupt():
+    """Treat SIGTERM (a CI job cancelled) like Ctrl-C, so the reports get written."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return signal.getsignal(signal.SIGTERM)
+
+
+# ---- crosscheck conform --------------------------------------------------------------------------
+def cmd_conform(args) -> int:
+    from crosscheck import conform
+
+    functions = args.function or None
+    unknown = sorted(set(args.function) - set(conform.FUNCTIONS))
+    if unknown:
+        raise UsageError(f"unknown function {', '.join(unknown)}: choose from "
+                         f"{', '.join(conform.FUNCTIONS)}")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    try:
+        outcome = conform.check_target(
+            args.target, functions=functions, case_ids=args.case or None, strict=args.strict,
+            timeout=args.timeout, in_process=args.in_process, progress=sys.stderr)
+    except conform.TargetError as exc:
+        print(f"crosscheck conform: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        conform.write_json(args.json, outcome)
+    conform.print_verdicts(outcome, sys.stdout, all_failures=args.all_failures)
+    return EXIT_OK if outcome.conformant else EXIT_DISCREPANCY
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

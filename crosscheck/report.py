@@ -1,0 +1,546 @@
+"""Reports of a ``crosscheck run``: the summary table, failures, JSON, Markdown, JUnit XML, plot.
+
+Everything here works on a list of :class:`crosscheck.runner.CaseResult` and
+may be called on a partial list (an interrupted or crashed run): the writers
+say how many results they hold and whether the run completed. rich (the
+``report`` extra) draws the console table and progress bar when installed;
+without it the same information is printed as plain text. matplotlib (same
+extra) is needed only for :func:`write_plot`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from crosscheck import semantics
+from crosscheck.cases import OPS
+
+#: GitHub rejects a step summary over 1 MiB; keep well under it.
+STEP_SUMMARY_LIMIT = 1024 * 1024 - 64 * 1024
+COUNTS = ("cases", "passed", "failed", "divergent", "unsupported")
+
+
+# ---- versions ------------------------------------------------------------------------------------
+def package_version(name: str) -> str | None:
+    """Installed version of a distribution, read from its metadata (imports nothing)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions(backends: dict | None = None) -> dict:
+    """numpy, refcnn, torch, jax, python, platform, and each backend's own version string."""
+    import refcnn
+
+    found = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "refcnn": refcnn.__version__,
+        "torch": package_version("torch"),
+        "jax": package_version("jax"),
+        "jaxlib": package_version("jaxlib"),
+    }
+    found["backends"] = {}
+    for name, backend in (backends or {}).items():
+        try:
+            found["backends"][name] = str(backend.version())
+        except Exception as exc:  # noqa: BLE001 - a report must not die on a version string
+            found["backends"][name] = f"unknown ({exc!r})"
+    return found
+
+
+# ---- aggregation ---------------------------------------------------------------------------------
+@dataclass
+class Row:
+    """Counts of one (op, direction, backend) group."""
+
+    op: str
+    direction: str
+    backend: str
+    cases: int = 0
+    passed: int = 0
+    failed: int = 0
+    divergent: int = 0
+    unsupported: int = 0
+    worst_ratio: float = 0.0  # over passed and failed cases (not declared divergences)
+
+    def add(self, result) -> None:
+        self.cases += 1
+        setattr(self, result.status, getattr(self, result.status) + 1)
+        # Declared divergences are allowed to be far off: they would hide how close to
+        # the bound the agreeing cases come.
+        if result.status in ("passed", "failed") and result.discrepancies:
+            self.worst_ratio = max(self.worst_ratio, result.worst_ratio)
+
+
+def summary_rows(results) -> list[Row]:
+    """One row per (op, direction, backend), in op order, then direction, then backend."""
+    rows: dict[tuple[str, str, str], Row] = {}
+    backend_order: dict[str, int] = {}
+    for r in results:
+        backend_order.setdefault(r.backend, len(backend_order))
+        key = (r.case.op, r.case.direction, r.backend)
+        if key not in rows:
+            rows[key] = Row(*key)
+        rows[key].add(r)
+    return sorted(rows.values(), key=lambda row: (OPS.index(row.op), row.direction != "forward",
+                                                  backend_order[row.backend]))
+
+
+def backend_summary(results) -> dict[str, dict[str, int]]:
+    """``{backend: {"cases", "passed", "failed", "divergent", "unsupported"}}``."""
+    summary: dict[str, dict[str, int]] = {}
+    for r in results:
+        counts = summary.setdefault(r.backend, dict.fromkeys(COUNTS, 0))
+        counts["cases"] += 1
+        counts[r.status] += 1
+    return summary
+
+
+def failures(results) -> list:
+    return [r for r in results if r.status == "failed"]
+
+
+def format_ratio(value: float) -> str:
+    if value == 0:
+        return "0"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.3g}"
+
+
+# ---- one failure, in words and as a reproducer ---------------------------------------------------
+def failure_headline(result) -> str:
+    return f"{result.case.id} on {result.backend}"
+
+
+def failure_details(result) -> list[str]:
+    """Lines that explain one failed result on their own (no reproducer)."""
+    lines = []
+    if result.reason:
+        reason = result.reason.strip().splitlines()
+        lines.append(reason[-1] if reason[0].startswith("crashed") else reason[0])
+    for d in result.discrepancies:
+        if not d.passed:
+            lines.append(d.summary())
+    lines.append(f"odd one out: {result.odd_one_out or result.backend}")
+    return lines
+
+
+def reproduction(result) -> str:
+    """The CLI line and a Python snippet that recompute this result."""
+    bad = [d for d in result.discrepancies if not d.passed]
+    if bad:
+        return bad[0].reproduce
+    name = result.backend
+    return (
+        f"# crosscheck run --case {result.case.id} --backends {name}\n"
+        "from crosscheck.cases import Case, make_inputs\n"
+        "from crosscheck.backends import get_backend\n"
+        f"case = Case.from_id({result.case.id!r})\n"
+        f"get_backend({name!r}).run(case, make_inputs(case))\n"
+    )
+
+
+# ---- console -------------------------------------------------------------------------------------
+def have_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fancy_output(stream) -> bool:
+    """Whether to draw with rich: a terminal, rich installed, and neither NO_COLOR nor CI set."""
+    if os.environ.get("NO_COLOR") or os.environ.get("CI"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and have_rich()
+
+
+def summary_table_text(rows: list[Row]) -> str:
+    """The summary as a plain-text table (used without rich, and in tests)."""
+    header = ["op", "direction", "backend", *COUNTS, "worst err/bound"]
+    body = [[r.op, r.direction, r.backend, *(str(getattr(r, c)) for c in COUNTS),
+             format_ratio(r.worst_ratio)] for r in rows]
+    total = _total(rows)
+    body.append(["total", "", "", *(str(total[c]) for c in COUNTS),
+                 format_ratio(total["worst_ratio"])])
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def fmt(line):
+        return "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w)
+                         for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), rule, *map(fmt, body[:-1]), rule, fmt(body[-1])])
+
+
+def _total(rows: list[Row]) -> dict:
+    total = {c: sum(getattr(r, c) for r in rows) for c in COUNTS}
+    total["worst_ratio"] = max((r.worst_ratio for r in rows), default=0.0)
+    return total
+
+
+def print_summary(results, stream=None, *, title: str = "crosscheck run",
+                  max_failures: int = 20, complete: bool = True) -> None:
+    """Print the summary table, then the failures with their reproducers."""
+    stream = stream or sys.stdout
+    rows = summary_rows(results)
+    fails = failures(results)
+    if fancy_output(stream):
+        _print_rich(rows, stream, title)
+    else:
+        print(f"{title}: summary", file=stream)
+        print(summary_table_text(rows), file=stream)
+    if not complete:
+        print(f"\nThe run did not complete: these are the {len(results)} results computed "
+              "before it stopped.", file=stream)
+    if not fails:
+        divergent = sum(r.status == "divergent" for r in results)
+        note = f" ({divergent} declared divergences)" if divergent else ""
+        print(f"\nNo failures{note}.", file=stream)
+        return
+    print(f"\n{len(fails)} failed:", file=stream)
+    for r in fails[:max_failures]:
+        print(f"\nFAILED {failure_headline(r)}", file=stream)
+        for line in failure_details(r):
+            print(f"  {line}", file=stream)
+        print("  reproduce:", file=stream)
+        for line in reproduction(r).rstrip().splitlines():
+            print(f"    {line}", file=stream)
+    if len(fails) > max_failures:
+        print(f"\n... and {len(fails) - max_failures} more failures (see --json/--markdown).",
+              file=stream)
+
+
+def _print_rich(rows: list[Row], stream, title: str) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  caption="worst: largest |error| / allowed error over passed and failed "
+                          "cases (at most 1 passes)")
+    for col in ("op", "dir", "backend"):
+        table.add_column(col, no_wrap=True)
+    for col in ("cases", "pass", "fail", "div", "unsup", "worst"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        style = "red" if r.failed else ("yellow" if r.divergent else None)
+        table.add_row(r.op, "fwd" if r.direction == "forward" else "bwd", r.backend,
+                      *(str(getattr(r, c)) for c in COUNTS),
+                      format_ratio(r.worst_ratio), style=style)
+    total = _total(rows)
+    table.add_section()
+    table.add_row("total", "", "", *(str(total[c]) for c in COUNTS),
+                  format_ratio(total["worst_ratio"]), style="bold")
+    Console(file=stream).print(table)
+
+
+# ---- progress ------------------------------------------------------------------------------------
+class Progress:
+    """A rich progress bar on a terminal; otherwise a plain line every ~10% (or 30 s).
+
+    Use as a context manager; call :meth:`advance` once per finished case.
+    """
+
+    def __init__(self, total: int, stream=None, *, label: str = "cases", enabled: bool = True):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.stream = stream or sys.stderr
+        self.done = self.failed = 0
+        self._bar = self._task = None
+        self._last_line = (0, time.monotonic())
+        self._start = time.monotonic()
+
+    def __enter__(self):
+        if self.enabled and fancy_output(self.stream):
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
+                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+            self._bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
+                                     TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=Console(file=self.stream), transient=False)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total, failed="")
+        return self
+
+    def advance(self, n: int = 1, failed: int = 0) -> None:
+        self.done += n
+        self.failed += failed
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n,
+                             failed=f"[red]{self.failed} failed" if self.failed else "")
+            return
+        if not self.enabled:
+            return
+        last_done, last_time = self._last_line
+        now = time.monotonic()
+        step = max(1, self.total // 10)
+        if self.done >= self.total or self.done - last_done >= step or now - last_time > 30:
+            self._last_line = (self.done, now)
+            pct = 100 * self.done / self.total if self.total else 100.0
+            print(f"[{self.done}/{self.total} {self.label}, {pct:3.0f}%, {self.failed} failed, "
+                  f"{now - self._start:.1f} s]", file=self.stream, flush=True)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
+
+
+# ---- JSON ----------------------------------------------------------------------------------------
+def json_report(results, *, versions_: dict, meta: dict | None = None) -> dict:
+    """``{"versions", "summary", "results", ...}`` with every discrepancy field."""
+    return {
+        "versions": versions_,
+        **(meta or {}),
+        "summary": backend_summary(results),
+        "results": [r.to_dict() for r in results],
+    }
+
+
+def write_json(path, results, *, versions_: dict, meta: dict | None = None) -> None:
+    _atomic_write(path, json.dumps(json_report(results, versions_=versions_, meta=meta),
+                                   separators=(",", ":"), default=str))
+
+
+# ---- Markdown ------------------------------------------------------------------------------------
+def markdown_report(results, *, versions_: dict, meta: dict | None = None,
+                    max_bytes: int | None = None) -> str:
+    """The summary, the failures (truncated to ``max_bytes`` with a note) and the registry."""
+    meta = meta or {}
+    out = io.StringIO()
+    w = out.write
+    w("# crosscheck run\n\n")
+    if not meta.get("complete", True):
+        w(f"> **Incomplete run** ({meta.get('stopped', 'stopped early')}): "
+          f"{len(results)} results computed before it stopped.\n\n")
+    backend_versions = ", ".join(f"{k} {v}" for k, v in versions_.get("backends", {}).items())
+    w(f"Python {versions_.get('python')} on {versions_.get('platform')}; numpy "
+      f"{versions_.get('numpy')}; backends: {backend_versions or 'none'}. "
+      f"Tolerance: {meta.get('tolerance', 'bound')}; reference: refcnn float64.\n\n")
+    w("## Summary\n\n")
+    w("| op | direction | backend | cases | passed | failed | divergent | unsupported "
+      "| worst error/bound |\n|---|---|---|--:|--:|--:|--:|--:|--:|\n")
+    rows = summary_rows(results)
+    for r in rows:
+        w(f"| {r.op} | {r.direction} | {r.backend} | {r.cases} | {r.passed} | "
+          f"{'**%d**' % r.failed if r.failed else 0} | {r.divergent} | {r.unsupported} | "
+          f"{format_ratio(r.worst_ratio)} |\n")
+    total = _total(rows)
+    w(f"| **total** | | | {total['cases']} | {total['passed']} | {total['failed']} | "
+      f"{total['divergent']} | {total['unsupported']} | {format_ratio(total['worst_ratio'])} |\n\n")
+    registry = _markdown_registry()
+    fails = failures(results)
+    w(f"## Failures ({len(fails)})\n\n")
+    if not fails:
+        w("None: every backend agrees with the reference (declared divergences allowed).\n\n")
+    budget = None if max_bytes is None else max_bytes - len(registry.encode()) - 4096
+    for i, r in enumerate(fails):
+        section = _markdown_failure(r)
+        if budget is not None and len(out.getvalue().encode()) + len(section.encode()) > budget:
+            w(f"*... {len(fails) - i} more failures left out to keep this report under "
+              f"{max_bytes // 1024} KiB; the JSON report (`--json`) lists them all.*\n\n")
+            break
+        w(section)
+    w(registry)
+    return out.getvalue()
+
+
+def _markdown_failure(r) -> str:
+    lines = [f"### `{r.case.id}` on {r.backend}\n"]
+    lines += [f"- {_md_escape(line)}" for line in failure_details(r)]
+    lines.append("\n<details><summary>reproduce</summary>\n\n```python\n"
+                 + reproduction(r).rstrip() + "\n```\n</details>\n\n")
+    return "\n".join(lines)
+
+
+def _markdown_registry() -> str:
+    out = ["## Known differences (crosscheck.semantics.DIFFERENCES)\n"]
+    for d in semantics.DIFFERENCES:
+        out.append(f"### {d.title} (`{d.key}`)\n")
+        out += [f"- **{family}**: {_md_escape(text)}" for family, text in d.conventions.items()]
+        if d.probes:
+            out.append("- probed by: " + ", ".join(f"{op} {direction} on `{kind}` inputs"
+                                                    for op, direction, kind in d.probes))
+        if d.notes:
+            out.append(f"- note: {_md_escape(d.notes)}")
+        if d.sources:
+            out.append("- sources: " + "; ".join(_md_escape(s) for s in d.sources))
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("<", "&lt;")
+
+
+def write_markdown(path, results, *, versions_: dict, meta: dict | None = None) -> None:
+    _atomic_write(path, markdown_report(results, versions_=versions_, meta=meta))
+
+
+def append_step_summary(results, *, versions_: dict, meta: dict | None = None) -> str | None:
+    """Append the Markdown report to ``$GITHUB_STEP_SUMMARY`` (under 1 MiB); its path or None."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return None
+    text = markdown_report(results, versions_=versions_, meta=meta, max_bytes=STEP_SUMMARY_LIMIT)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+# ---- JUnit XML -----------------------------------------------------------------------------------
+def junit_xml(results, *, versions_: dict, meta: dict | None = None) -> str:
+    """One testcase per case x backend: failed -> <failure>, unsupported -> <skipped>."""
+    meta = meta or {}
+    by_backend: dict[str, list] = defaultdict(list)
+    for r in results:
+        by_backend[r.backend].append(r)
+    root = ET.Element("testsuites", name="crosscheck", tests=str(len(results)),
+                      failures=str(sum(r.status == "failed" for r in results)),
+                      skipped=str(sum(r.status == "unsupported" for r in results)),
+                      time=f"{sum(r.seconds for r in results):.3f}")
+    for backend, items in by_backend.items():
+        suite = ET.SubElement(root, "testsuite", name=f"crosscheck.{backend}",
+                              tests=str(len(items)), errors="0",
+                              failures=str(sum(r.status == "failed" for r in items)),
+                              skipped=str(sum(r.status == "unsupported" for r in items)),
+                              time=f"{sum(r.seconds for r in items):.3f}")
+        props = ET.SubElement(suite, "properties")
+        for key in ("python", "platform", "numpy", "refcnn"):
+            ET.SubElement(props, "property", name=key, value=str(versions_.get(key)))
+        ET.SubElement(props, "property", name="backend_version",
+                      value=str(versions_.get("backends", {}).get(backend)))
+        ET.SubElement(props, "property", name="tolerance", value=str(meta.get("tolerance")))
+        for r in items:
+            case = ET.SubElement(suite, "testcase",
+                                 classname=f"crosscheck.{backend}.{r.case.op}.{r.case.direction}",
+                                 name=r.case.id, time=f"{r.seconds:.4f}")
+            if r.status == "failed":
+                details = failure_details(r)
+                fail = ET.SubElement(case, "failure", message=_xml_safe(details[0])[:500],
+                                     type="discrepancy" if r.discrepancies else "crash")
+                text = "\n".join(details) + "\n\n" + reproduction(r)
+                if r.reason and r.reason.startswith("crashed"):
+                    text += "\n" + r.reason
+                fail.text = _xml_safe(text)
+            elif r.status == "unsupported":
+                ET.SubElement(case, "skipped", message=_xml_safe(r.reason or "unsupported"))
+            elif r.status == "divergent":
+                cprops = ET.SubElement(case, "properties")
+                ET.SubElement(cprops, "property", name="divergent", value=_xml_safe(r.reason))
+                out = ET.SubElement(case, "system-out")
+                out.text = _xml_safe(f"divergent (allowed): {r.reason}\n"
+                                     + "\n".join(d.summary() for d in r.discrepancies
+                                                 if not d.passed))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _xml_safe(text) -> str:
+    """Drop characters XML 1.0 cannot hold (tracebacks may carry control characters)."""
+    return "".join(ch for ch in str(text) if ch in "\t\n\r" or ord(ch) >= 0x20)
+
+
+def write_junit(path, results, *, versions_: dict, meta: dict | None = None) -> None:
+    _atomic_write(path, junit_xml(results, versions_=versions_, meta=meta))
+
+
+# ---- plot ----------------------------------------------------------------------------------------
+class MissingExtra(RuntimeError):
+    """An optional dependency a requested output needs is not installed."""
+
+
+def check_plot_available() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtra(
+            "--plot needs matplotlib, which is not installed: "
+            "pip install 'refcnn-crosscheck[report]' (or pip install matplotlib)") from exc
+
+
+#: Ratios of exactly 0 (bit-identical) are drawn at this floor.
+PLOT_FLOOR = 1e-6
+
+
+def write_plot(path, results, *, title: str = "crosscheck: worst error / bound per case") -> None:
+    """A PNG strip plot of each case's worst error-to-bound ratio, per op, by backend."""
+    check_plot_available()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judged = [r for r in results if r.status in ("passed", "failed", "divergent")
+              and r.discrepancies]
+    backends = list(dict.fromkeys(r.backend for r in results))
+    fig, axes = plt.subplots(1, len(OPS), figsize=(4.5 * len(OPS), 4.5), sharey=True,
+                             squeeze=False)
+    rng = np.random.default_rng(0)
+    colors = {"passed": "tab:blue", "failed": "tab:red", "divergent": "tab:orange"}
+    top = 1.0
+    for r in judged:
+        if np.isfinite(r.worst_ratio):
+            top = max(top, r.worst_ratio)
+    ceiling = top * 10
+    shown: set[str] = set()
+    for ax, op in zip(axes[0], OPS):
+        for i, backend in enumerate(backends):
+            for status, color in colors.items():
+                ys = [r.worst_ratio for r in judged
+                      if r.case.op == op and r.backend == backend and r.status == status]
+                if not ys:
+                    continue
+                ys = np.clip(np.nan_to_num(np.array(ys, float), posinf=ceiling), PLOT_FLOOR,
+                             ceiling)
+                xs = i + rng.uniform(-0.25, 0.25, len(ys))
+                ax.scatter(xs, ys, s=8, alpha=0.6, color=color)
+                shown.add(status)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_title(op)
+        ax.set_xticks(range(len(backends)))
+        ax.set_xticklabels(backends, rotation=30, ha="right")
+    axes[0][0].set_ylabel(f"worst |error| / bound (0 drawn at {PLOT_FLOOR:g})")
+    if shown:
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], ls="", marker="o", color=colors[s]) for s in colors
+                   if s in shown]
+        fig.legend(handles, [s for s in colors if s in shown], loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---- files ---------------------------------------------------------------------------------------
+def _atomic_write(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
