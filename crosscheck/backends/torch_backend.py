@@ -22,6 +22,7 @@ How each padding form reaches torch:
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -150,7 +151,10 @@ class TorchBackend:
     def _conv(case: Case, x, w, b):
         common = dict(stride=case.stride, dilation=case.dilation, groups=case.groups)
         if isinstance(case.padding, str):  # 'same' (stride 1) or 'valid', natively
-            return F.conv2d(x, w, b, padding=case.padding, **common)
+            with warnings.catch_warnings():
+                # torch warns that 'same' with an even kernel copies the input: expected.
+                warnings.filterwarnings("ignore", message="Using padding='same'")
+                return F.conv2d(x, w, b, padding=case.padding, **common)
         sym = layouts.pads_to_torch_symmetric(case.padding)
         if sym is not None:
             return F.conv2d(x, w, b, padding=sym, **common)
