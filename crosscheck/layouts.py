@@ -198,3 +198,25 @@ __all__ = [
     "bias_to_nhwc", "bias_to_nchw", "bias_from_nhwc", "bias_from_nchw",
     "pads_to_torch_pad", "pads_to_torch_symmetric", "pads_to_jax",
 ]
+
+
+def same_pads(size: int, f: int, stride: int, dilation: int) -> tuple[int, int]:
+    """'same' padding ``(before, after)`` for one axis: ``ceil(size / stride)`` outputs,
+    the odd pixel at the end (TF, JAX 'SAME', ONNX SAME_UPPER).
+
+    Written here, not taken from refcnn, so the framework backends stay independent
+    oracles of refcnn's geometry.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (f - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def explicit_pads(case) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Per-side pads ``((top, bottom), (left, right))`` for any padding spec of a case."""
+    if case.padding == "valid":
+        return ((0, 0), (0, 0))
+    if case.padding == "same":
+        return tuple(same_pads(n, f, s, d) for n, f, s, d in
+                     zip((case.h, case.w), case.kernel, case.stride, case.dilation))
+    return tuple(tuple(p) for p in case.padding)

@@ -45,23 +45,6 @@ PRECISION = lax.Precision.HIGHEST
 
 
 # ---- geometry, worked out here (not from refcnn) ---------------------------------------------
-def _same_pads(size: int, f: int, stride: int, dilation: int) -> tuple[int, int]:
-    """'same' padding for one axis: ``ceil(size/stride)`` outputs, odd pixel at the end."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + dilation * (f - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def _explicit_pads(case: Case):
-    """Per-side pads ``((top, bottom), (left, right))`` for any padding spec of ``case``."""
-    if case.padding == "valid":
-        return ((0, 0), (0, 0))
-    if case.padding == "same":
-        return tuple(_same_pads(n, f, s, d) for n, f, s, d in
-                     zip((case.h, case.w), case.kernel, case.stride, case.dilation))
-    return tuple(tuple(p) for p in case.padding)
-
-
 def _pool_out(size: int, f: int, stride: int, dilation: int, pads, ceil_mode: bool) -> int:
     """Pooling output size; ceil_mode rounds up, then drops a window starting in the right pad."""
     extent = size + pads[0] + pads[1] - (dilation * (f - 1) + 1)
@@ -222,7 +205,7 @@ class JaxBackend:
         # The values are exact in dt (Inputs guarantees it), so the casts are exact.
         x = jnp.asarray(self._to_data(inputs.x), dtype=dt)
         dy = jnp.asarray(self._to_data(inputs.dy), dtype=dt)
-        pads = _explicit_pads(case)
+        pads = layouts.explicit_pads(case)
         if case.is_conv:
             w = jnp.asarray(self._to_weight(inputs.w), dtype=dt)
             has_bias = inputs.b is not None

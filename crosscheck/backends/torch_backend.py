@@ -47,23 +47,6 @@ torch.set_float32_matmul_precision("highest")
 
 
 # ---- geometry, worked out here (not from refcnn) ---------------------------------------------
-def _same_pads(size: int, f: int, stride: int, dilation: int) -> tuple[int, int]:
-    """'same' padding for one axis: ``ceil(size/stride)`` outputs, odd pixel at the end."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + dilation * (f - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def _explicit_pads(case: Case):
-    """Per-side pads ``((top, bottom), (left, right))`` for any padding spec of ``case``."""
-    if case.padding == "valid":
-        return ((0, 0), (0, 0))
-    if case.padding == "same":
-        return tuple(_same_pads(n, f, s, d) for n, f, s, d in
-                     zip((case.h, case.w), case.kernel, case.stride, case.dilation))
-    return case.padding
-
-
 def _pool_native_ok(case: Case, pads) -> bool:
     """Whether torch's own pool padding check (``kernel // 2 >= pad``, symmetric) passes."""
     sym = layouts.pads_to_torch_symmetric(pads)
@@ -102,7 +85,7 @@ class TorchBackend:
             return None
         if case.op == "avg_pool2d" and case.dilation != (1, 1):
             return f"torch avg_pool2d has no dilation (dilation={case.dilation})"
-        pads = _explicit_pads(case)
+        pads = layouts.explicit_pads(case)
         if _pool_native_ok(case, pads):
             return None
         why = (f"torch pooling needs symmetric pads <= kernel//2 (pads={pads}, "
@@ -163,7 +146,7 @@ class TorchBackend:
 
     @staticmethod
     def _pool(case: Case, x):
-        pads = _explicit_pads(case)
+        pads = layouts.explicit_pads(case)
         if _pool_native_ok(case, pads):
             torch_pad = layouts.pads_to_torch_symmetric(pads)
         else:
