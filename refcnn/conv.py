@@ -17,6 +17,8 @@ as frameworks do, and never makes a float64 copy of anything.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -30,8 +32,9 @@ DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 #: in cache between its gather and its matrix product beats one big product.
 _BLOCK_TARGET_BYTES = 8 * 2**20
 
-#: Output elements per block of the channelwise (depthwise) path, for the same reason.
-_CHANNELWISE_BLOCK_ELEMENTS = 32 * 1024
+#: Bytes of output per block of the channelwise (depthwise) path, for the same reason:
+#: the block, its scratch and its padded input rows stay in a 2 MiB L2 cache.
+_CHANNELWISE_BLOCK_BYTES = 256 * 2**10
 
 
 def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -65,27 +68,11 @@ def conv2d_planned(plan: ConvPlan, x, w, b, accumulate="float64", workspace_byte
     """:func:`conv2d` for arguments already checked into ``plan``."""
     out_dtype = result_dtype(x, w) if b is None else result_dtype(x, w, b)
     acc = _acc_dtype(accumulate, out_dtype)
-    xp = _pad(x, plan, acc)
     bias = None if b is None else b.reshape(plan.c_out).astype(acc)
     if _channelwise(plan):
-        y = np.empty(plan.out_shape, dtype=acc)
-        wt = _tiled_taps(w, plan, acc)
-        tmp = None
-        for n0, n1, r0, r1 in _blocks(plan, plan.out_hw[1] * plan.c_out,
-                                      _CHANNELWISE_BLOCK_ELEMENTS):
-            out = y[n0:n1, r0:r1]
-            if tmp is None:
-                tmp = np.empty(out.shape, acc)
-            t = tmp[:n1 - n0, :r1 - r0]
-            for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
-                if k == 0:
-                    np.multiply(xp[n0:n1, rows, cols], wt[k], out=out)
-                else:
-                    np.multiply(xp[n0:n1, rows, cols], wt[k], out=t)
-                    out += t
-            if bias is not None:
-                out += bias
+        y = _channelwise_correlate(plan, x, w.astype(acc, copy=False), acc, bias)
         return y.astype(out_dtype, copy=False)
+    xp = _pad(x, plan, acc)
     # Summing in float64 for a float32 result: each block is rounded into y as it is
     # done, so no float64 copy of the whole output is ever held.
     y = np.empty(plan.out_shape, dtype=out_dtype)
@@ -141,26 +128,11 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
     """:func:`conv2d_backward` for arguments already checked into ``plan``."""
     acc = _acc_dtype(accumulate, result_dtype(x, w, dy))
     xp = _pad(x, plan, acc)
-    dxp = np.zeros(xp.shape, dtype=acc)
     g, og = plan.groups, plan.c_out_per_group
     if _channelwise(plan):
-        wt = _tiled_taps(w, plan, acc)
-        dwt = np.zeros((len(wt), plan.c_out), dtype=acc)
-        tmp = None
-        for n0, n1, r0, r1 in _blocks(plan, plan.out_hw[1] * plan.c_out,
-                                      _CHANNELWISE_BLOCK_ELEMENTS):
-            dyb = dy[n0:n1, r0:r1].astype(acc, copy=False)
-            if tmp is None:
-                tmp = np.empty(dyb.shape, acc)
-            t = tmp[:n1 - n0, :r1 - r0]
-            for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
-                np.multiply(xp[n0:n1, rows, cols], dyb, out=t)
-                dwt[k] += t.reshape(-1, plan.c_out).sum(axis=0)
-                np.multiply(dyb, wt[k], out=t)
-                dxv = dxp[n0:n1, rows, cols]
-                np.add(dxv, t, out=dxv)
-        dw = dwt.reshape(*plan.kernel, 1, plan.c_out)
+        dx, dw = _channelwise_backward(plan, dy, xp, w, acc)
     else:
+        dxp = np.zeros(xp.shape, dtype=acc)
         wg = _weights_by_group(w, plan, acc)
         wgt = np.ascontiguousarray(wg.transpose(0, 2, 1))
         dwg = np.zeros_like(wg)
@@ -182,17 +154,122 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
                 np.matmul(dyg, wgt, out=dcols)
             _scatter_patches(dcols, dxp, plan, blk)
         dw = _ungroup_weights(dwg, plan)
-    (t, _), (left, _) = plan.pads
-    h, wd = plan.in_hw
-    dx = dxp[:, t:t + h, left:left + wd, :]
+        (t, _), (left, _) = plan.pads
+        h, wd = plan.in_hw
+        dx = dxp[:, t:t + h, left:left + wd, :]
     db = dy.sum(axis=(0, 1, 2), dtype=acc)
     return (
-        dx.astype(x.dtype),
+        # A fresh contiguous dx (the depthwise path's) needs no copy; a crop does.
+        dx.astype(x.dtype, copy=not dx.flags.c_contiguous),
         dw.astype(w.dtype),
         db.reshape(b.shape if b is not None else (plan.c_out,)).astype(
             b.dtype if b is not None else dy.dtype
         ),
     )
+
+
+def _channelwise_correlate(plan: ConvPlan, x, w, acc, bias=None):
+    """Depthwise cross-correlation (plus ``bias``) of ``x`` (unpadded) with HWIO weights
+    ``w`` (one input channel per group), in ``acc``: shift, multiply and add, a block
+    of output rows at a time. Each block pads just the input rows it reads into a
+    small buffer (see :func:`_padded_slab`), so the block, its input and its scratch
+    stay in cache and no padded copy of the whole input is made."""
+    y = np.empty(plan.out_shape, dtype=acc)
+    wt = _tiled_taps(w, plan, acc)
+
+    blocks = _channelwise_blocks(plan, acc)
+    if not blocks:
+        return y
+    # Scratch for the largest block, the first.
+    n0, n1, r0, r1 = blocks[0]
+    tmp = np.empty((n1 - n0, r1 - r0, *plan.out_shape[2:]), acc)
+    buf = np.empty((n1 - n0, _slab_rows(plan, r1 - r0), plan.in_hw[1] + sum(plan.pads[1]),
+                    plan.c_in), acc)
+    for n0, n1, r0, r1 in blocks:
+        out = y[n0:n1, r0:r1]
+        t = tmp[:n1 - n0, :r1 - r0]
+        xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
+        for k, (rows, cols) in enumerate(_tap_views(plan, 0, r1 - r0)):
+            if k == 0:
+                np.multiply(xp[:, rows, cols], wt[k], out=out)
+            else:
+                np.multiply(xp[:, rows, cols], wt[k], out=t)
+                out += t
+        if bias is not None:
+            out += bias
+    return y
+
+
+def _channelwise_blocks(plan: ConvPlan, acc):
+    """Blocks of output rows of about ``_CHANNELWISE_BLOCK_BYTES`` each (see ``_blocks``)."""
+    return _blocks(plan, plan.out_hw[1] * plan.c_out,
+                   _CHANNELWISE_BLOCK_BYTES // np.dtype(acc).itemsize)
+
+
+def _slab_rows(plan: ConvPlan, out_rows):
+    """Padded input rows that ``out_rows`` consecutive output rows read."""
+    return plan.stride[0] * (out_rows - 1) + plan.dilation[0] * (plan.kernel[0] - 1) + 1
+
+
+def _padded_slab(x, plan: ConvPlan, n0, n1, r0, r1, buf):
+    """The zero-padded rows of images ``n0:n1`` that output rows ``r0:r1`` read (all
+    padded columns), written into ``buf`` (in its dtype) and returned as a view."""
+    (t, _), (left, _) = plan.pads
+    h, w = plan.in_hw
+    p0 = plan.stride[0] * r0
+    slab = buf[:n1 - n0, :_slab_rows(plan, r1 - r0)]
+    # Input rows a:b fall inside the slab; the rest of it is padding.
+    a, b = max(p0 - t, 0), min(p0 + len(slab[0]) - t, h)
+    top, bottom = a + t - p0, max(b + t - p0, a + t - p0)
+    slab[:, :top] = 0
+    slab[:, bottom:] = 0
+    slab[:, top:bottom, :left] = 0
+    slab[:, top:bottom, left + w:] = 0
+    slab[:, top:bottom, left:left + w] = x[n0:n1, a:b]
+    return slab
+
+
+def _channelwise_backward(plan: ConvPlan, dy, xp, w, acc):
+    """dx (unpadded) and dw of a depthwise conv, in ``acc``.
+
+    dw: one ``einsum`` per block over a strided view holding every tap of every
+    window, which multiplies and sums without a product array in between. dx: with
+    stride 1 it is the correlation of ``dy``, padded by the kernel's reach less the
+    forward padding, with the flipped kernel: the forward routine, which writes each
+    output once instead of adding every tap into a padded dx. Otherwise each tap's
+    ``dy * w`` is added into a padded dx.
+    """
+    (fh, fw), (sh, sw), (dh, dwl) = plan.kernel, plan.stride, plan.dilation
+    c = plan.c_out
+    dyc = dy.astype(acc, copy=False)
+    s0, s1, s2, s3 = xp.strides
+    dwt = np.zeros((fh, fw, c), dtype=acc)
+    for n0, n1, r0, r1 in _channelwise_blocks(plan, acc):
+        taps = as_strided(xp[n0:n1, sh * r0:], shape=(n1 - n0, r1 - r0, plan.out_hw[1], fh, fw, c),
+                          strides=(s0, sh * s1, sw * s2, dh * s1, dwl * s2, s3), writeable=False)
+        dwt += np.einsum("nhwabc,nhwc->abc", taps, dyc[n0:n1, r0:r1])
+    dw = dwt.reshape(fh, fw, 1, c)
+    reach = ((fh - 1) * dh, (fw - 1) * dwl)
+    back_pads = tuple((r - p0, r - p1) for r, (p0, p1) in zip(reach, plan.pads))
+    if (sh, sw) == (1, 1) and min(min(p) for p in back_pads) >= 0:
+        back = dataclasses.replace(plan, in_hw=plan.out_hw, pads=back_pads, out_hw=plan.in_hw)
+        dx = _channelwise_correlate(back, dyc, w[::-1, ::-1], acc)
+        return dx, dw
+    wt = _tiled_taps(w, plan, acc)
+    dxp = np.zeros(xp.shape, dtype=acc)
+    tmp = None
+    for n0, n1, r0, r1 in _channelwise_blocks(plan, acc):
+        dyb = dyc[n0:n1, r0:r1]
+        if tmp is None:
+            tmp = np.empty(dyb.shape, acc)
+        t = tmp[:n1 - n0, :r1 - r0]
+        for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
+            np.multiply(dyb, wt[k], out=t)
+            dxv = dxp[n0:n1, rows, cols]
+            np.add(dxv, t, out=dxv)
+    (t0, _), (left, _) = plan.pads
+    h, wd = plan.in_hw
+    return dxp[:, t0:t0 + h, left:left + wd, :], dw
 
 
 def _acc_dtype(accumulate, out_dtype):
