@@ -10,8 +10,9 @@ Method
 * Same process, same inputs; refcnn takes NHWC/HWIO arrays, torch contiguous
   NCHW/OIHW tensors holding the same values (its default layout). Every
   candidate runs once to warm up, then the candidates of a row run in turn,
-  ``repeats`` rounds, and each cell is the median of its rounds: alternating
-  runs spread slow moments of a shared machine over all candidates.
+  ``repeats`` rounds, and each cell is the fastest of its rounds (noise only
+  adds time); alternating runs spread slow moments of a shared machine over
+  all candidates.
 * Forward: the op alone (torch under ``no_grad``). Backward: everything the
   op's gradient gives: dx, dW and db for conv, dx for pooling (torch:
   ``autograd.grad`` of a retained graph, so its forward is not timed).
@@ -33,7 +34,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -129,7 +129,12 @@ def pool_candidates(row):
 
 
 def time_alternating(cands, repeats):
-    """Median seconds per candidate, running the candidates in turn ``repeats`` times."""
+    """Best (minimum) seconds per candidate, running the candidates in turn ``repeats`` times.
+
+    The minimum, as ``timeit`` advises: on a shared machine noise only ever adds
+    time, and torch's two-thread kernels suffer more from it than single-threaded
+    NumPy, so medians swing by 2-5x between runs while minima stay put.
+    """
     for fn in cands.values():
         fn()
     times = {k: [] for k in cands}
@@ -138,7 +143,7 @@ def time_alternating(cands, repeats):
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: min(v) for k, v in times.items()}
 
 
 def matmul_peak(dtype, repeats):
@@ -271,12 +276,13 @@ def main(argv=None):
     peaks = {np.dtype(d): matmul_peak(d, 5) for d in (np.float32, np.float64)}
     emit("- NumPy matmul peak (2048^3): "
          + ", ".join(f"{d.name} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
-    emit(f"- median of {args.repeats} alternating runs per cell; ratio = refcnn time / torch time "
+    emit(f"- fastest of {args.repeats} alternating runs per cell; ratio = refcnn time / torch time "
          "(below 1: refcnn faster)")
     emit()
     emit("| row | fwd native | bwd native | fwd default (float64 sums) | bwd default "
-         "| torch fwd ms | torch bwd ms | conv fwd % of matmul peak (native) |")
-    emit("|---|---|---|---|---|---|---|---|")
+         "| torch fwd ms | torch bwd ms | conv fwd % of matmul peak (native) "
+         "| bwd native / torch (fwd + bwd) |")
+    emit("|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for row in CONV_ROWS + POOL_ROWS:
         if not keep(row[0]):
@@ -296,8 +302,12 @@ def main(argv=None):
             dflt = ("(= native)", "(= native)")
         peak = (f"{100 * flops / t[f'{native} fwd'] / peaks[dtype]:.0f}%"
                 if flops else "")
+        # refcnn's backward starts from the layer's inputs (the notebook's cache holds no
+        # saved indices), while torch's backward reuses what its forward saved: this column
+        # charges torch its forward too.
+        rfb = t[f"{native} bwd"] / (t["torch fwd"] + t["torch bwd"])
         emit(f"| {row[0]} | {rf:.2f} | {rb:.2f} | {dflt[0]} | {dflt[1]} "
-             f"| {1e3 * t['torch fwd']:.2f} | {1e3 * t['torch bwd']:.2f} | {peak} |")
+             f"| {1e3 * t['torch fwd']:.2f} | {1e3 * t['torch bwd']:.2f} | {peak} | {rfb:.2f} |")
     if ratios:
         geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
         emit()
