@@ -138,6 +138,12 @@ class Case:
             dtype=g["dtype"], seed=int(g["seed"]), inputs=g["inputs"] or "random",
         )
 
+    @property
+    def compile_key(self) -> str:
+        """Cases with equal keys share shapes, options and dtype, and so one compiled function
+        in JAX (forward and backward together): runners keep them on one worker."""
+        return self.with_(seed=0, direction="forward", inputs="random").id
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 

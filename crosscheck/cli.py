@@ -216,17 +216,12 @@ def configure_jax_cache(directory: str | None) -> None:
         print(f"note: JAX compilation cache not enabled: {exc}", file=sys.stderr)
 
 
-def geometry_key(case) -> str:
-    """Cases with the same key share one compiled function in JAX (same shapes and options)."""
-    return case.with_(seed=0, inputs="random").id
-
-
 def geometry_chunks(cases, jobs: int) -> list[list[tuple[int, object]]]:
     """(index, case) chunks that never split a geometry, about 8 chunks per worker."""
     groups: list[list[tuple[int, object]]] = []
     last = None
     for i, case in enumerate(cases):
-        key = geometry_key(case)
+        key = case.compile_key
         if key != last:
             groups.append([])
             last = key
