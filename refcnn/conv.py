@@ -36,6 +36,9 @@ _BLOCK_TARGET_BYTES = 8 * 2**20
 #: the block, its scratch and its padded input rows stay in a 2 MiB L2 cache.
 _CHANNELWISE_BLOCK_BYTES = 256 * 2**10
 
+#: Patch matrices with fewer columns than this carry the bias as a column of ones.
+_FOLD_BIAS_MAX_K = 256
+
 
 def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
            accumulate="float64", workspace_bytes=None):
@@ -72,31 +75,8 @@ def conv2d_planned(plan: ConvPlan, x, w, b, accumulate="float64", workspace_byte
     if _channelwise(plan):
         y = _channelwise_correlate(plan, x, w.astype(acc, copy=False), acc, bias)
         return y.astype(out_dtype, copy=False)
-    xp = _pad(x, plan, acc)
-    # Summing in float64 for a float32 result: each block is rounded into y as it is
-    # done, so no float64 copy of the whole output is ever held.
-    y = np.empty(plan.out_shape, dtype=out_dtype)
-    wg = _weights_by_group(w, plan, acc)
-    buf = obuf = None
-    for blk in _patch_blocks(plan, acc, workspace_bytes):
-        cols = _patches(xp, plan, blk, buf)
-        buf = cols if buf is None else buf
-        n0, n1, r0, r1 = blk
-        dest = y[n0:n1, r0:r1].reshape(-1, plan.c_out)  # a view: blocks are contiguous
-        if acc == out_dtype:
-            out = dest
-        else:
-            obuf = np.empty(dest.shape, acc) if obuf is None else obuf
-            out = obuf[:len(dest)]
-        if plan.groups == 1:
-            np.matmul(cols[0], wg[0], out=out)
-        else:
-            out.reshape(-1, plan.groups, plan.c_out_per_group)[...] = (
-                np.matmul(cols, wg).transpose(1, 0, 2))
-        if bias is not None:
-            out += bias
-        if out is not dest:
-            dest[...] = out
+    y = _correlate(plan, x, _weights_by_group(w, plan, acc), acc, out_dtype, bias,
+                   workspace_bytes)
     return y
 
 
@@ -127,36 +107,10 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
                             workspace_bytes=None):
     """:func:`conv2d_backward` for arguments already checked into ``plan``."""
     acc = _acc_dtype(accumulate, result_dtype(x, w, dy))
-    xp = _pad(x, plan, acc)
-    g, og = plan.groups, plan.c_out_per_group
     if _channelwise(plan):
-        dx, dw = _channelwise_backward(plan, dy, xp, w, acc)
+        dx, dw = _channelwise_backward(plan, dy, _pad(x, plan, acc), w, acc)
     else:
-        dxp = np.zeros(xp.shape, dtype=acc)
-        wg = _weights_by_group(w, plan, acc)
-        wgt = np.ascontiguousarray(wg.transpose(0, 2, 1))
-        dwg = np.zeros_like(wg)
-        buf = dbuf = None
-        for blk in _patch_blocks(plan, acc, workspace_bytes):
-            n0, n1, r0, r1 = blk
-            cols = _patches(xp, plan, blk, buf)
-            buf = cols if buf is None else buf
-            dyb = dy[n0:n1, r0:r1].astype(acc, copy=False).reshape(-1, plan.c_out)
-            if dbuf is None:
-                dbuf = np.empty(cols.shape, acc)
-            dcols = dbuf.reshape(-1)[:cols.size].reshape(cols.shape)
-            if g == 1:
-                dwg[0] += cols[0].T @ dyb
-                np.matmul(dyb, wgt[0], out=dcols[0])
-            else:
-                dyg = dyb.reshape(-1, g, og).transpose(1, 0, 2)
-                dwg += np.matmul(cols.transpose(0, 2, 1), dyg)
-                np.matmul(dyg, wgt, out=dcols)
-            _scatter_patches(dcols, dxp, plan, blk)
-        dw = _ungroup_weights(dwg, plan)
-        (t, _), (left, _) = plan.pads
-        h, wd = plan.in_hw
-        dx = dxp[:, t:t + h, left:left + wd, :]
+        dx, dw = _patch_backward(plan, dy, x, w, acc, workspace_bytes)
     db = dy.sum(axis=(0, 1, 2), dtype=acc)
     return (
         # A fresh contiguous dx (the depthwise path's) needs no copy; a crop does.
@@ -166,6 +120,133 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
             b.dtype if b is not None else dy.dtype
         ),
     )
+
+
+def _correlate(plan: ConvPlan, x, wg, acc, out_dtype, bias=None, workspace_bytes=None):
+    """Cross-correlation of ``x`` (unpadded) with grouped weights ``wg`` (see
+    :func:`_weights_by_group`) plus ``bias``, summed in ``acc``, returned in
+    ``out_dtype``: im2col and one matrix product a block of output rows at a time.
+
+    Each block's output ``y[n0:n1, r0:r1]`` is contiguous, so the product writes it in
+    place (summing in float64 for a float32 result, each block is rounded into y as it
+    is done, so no float64 copy of the whole output is ever held). With few taps per
+    output the bias rides along the product, as a column of ones in the patch matrix
+    against a row of biases, instead of costing a pass of its own over the output.
+    """
+    y = np.empty(plan.out_shape, dtype=out_dtype)
+    g, k = plan.groups, wg.shape[1]
+    fold = bias is not None and g == 1 and k < _FOLD_BIAS_MAX_K
+    if fold:
+        wg = np.concatenate([wg, bias.reshape(1, 1, -1)], axis=1)
+    kk = k + fold
+    buf = obuf = None
+    for blk, src, sblk in _padded_blocks(x, plan, acc, workspace_bytes):
+        n0, n1, r0, r1 = blk
+        m = (n1 - n0) * (r1 - r0) * plan.out_hw[1]
+        if buf is None:
+            buf = np.empty(g * m * kk, acc)  # the first block is the largest
+            if fold:
+                buf.reshape(m, kk)[:, k] = 1
+        mat = buf[:g * m * kk].reshape(g, m, kk)
+        _patches(src, plan, sblk, mat[:, :, :k])
+        dest = y[n0:n1, r0:r1].reshape(-1, plan.c_out)  # a view: blocks are contiguous
+        if acc == out_dtype:
+            out = dest
+        else:
+            obuf = np.empty(dest.shape, acc) if obuf is None else obuf
+            out = obuf[:len(dest)]
+        if g == 1:
+            np.matmul(mat[0], wg[0], out=out)
+        else:
+            out.reshape(-1, g, plan.c_out_per_group)[...] = (
+                np.matmul(mat, wg).transpose(1, 0, 2))
+        if bias is not None and not fold:
+            out += bias
+        if out is not dest:
+            dest[...] = out
+    return y
+
+
+def _patch_backward(plan: ConvPlan, dy, x, w, acc, workspace_bytes):
+    """dx (unpadded; in x's dtype on the stride-1 path, else in ``acc``) and dw (in ``acc``) of a conv with a patch
+    matrix.
+
+    dw sums ``patches.T @ dy`` over blocks. dx: for an ungrouped conv with stride 1 it
+    is the correlation of ``dy``, padded by the kernel's reach less the forward
+    padding, with the flipped kernel (input and output channels swapped): one more
+    im2col and product that write each dx once. Otherwise each block's patch
+    gradient ``dy @ w.T`` is added back into a padded dx (see :func:`_scatter_patches`).
+    """
+    g, og = plan.groups, plan.c_out_per_group
+    (fh, fw), (dh, dwl) = plan.kernel, plan.dilation
+    wg = _weights_by_group(w, plan, acc)
+    dwg = np.zeros_like(wg)
+    reach = ((fh - 1) * dh, (fw - 1) * dwl)
+    back_pads = tuple((r - p0, r - p1) for r, (p0, p1) in zip(reach, plan.pads))
+    direct = g == 1 and plan.stride == (1, 1) and min(min(p) for p in back_pads) >= 0
+    dxp = wgt = None
+    if not direct:
+        dxp = np.zeros((plan.n, plan.in_hw[0] + sum(plan.pads[0]),
+                        plan.in_hw[1] + sum(plan.pads[1]), plan.c_in), dtype=acc)
+        wgt = np.ascontiguousarray(wg.transpose(0, 2, 1))
+    k = wg.shape[1]
+    buf = dbuf = None
+    for blk, src, sblk in _padded_blocks(x, plan, acc, workspace_bytes):
+        n0, n1, r0, r1 = blk
+        m = (n1 - n0) * (r1 - r0) * plan.out_hw[1]
+        if buf is None:  # the first block is the largest
+            buf = np.empty(g * m * k, acc)
+            dbuf = None if direct else np.empty(g * m * k, acc)
+        cols = _patches(src, plan, sblk, buf[:g * m * k].reshape(g, m, k))
+        dyb = dy[n0:n1, r0:r1].astype(acc, copy=False).reshape(-1, plan.c_out)
+        if g == 1:
+            dwg[0] += cols[0].T @ dyb
+        else:
+            dyg = dyb.reshape(-1, g, og).transpose(1, 0, 2)
+            dwg += np.matmul(cols.transpose(0, 2, 1), dyg)
+        if not direct:
+            dcols = dbuf[:g * m * k].reshape(g, m, k)
+            if g == 1:
+                np.matmul(dyb, wgt[0], out=dcols[0])
+            else:
+                np.matmul(dyg, wgt, out=dcols)
+            _scatter_patches(dcols, dxp, plan, blk)
+    dw = _ungroup_weights(dwg, plan)
+    if direct:
+        del buf
+        back = dataclasses.replace(plan, in_hw=plan.out_hw, c_in=plan.c_out, c_out=plan.c_in,
+                                   pads=back_pads, out_hw=plan.in_hw)
+        wb = _weights_by_group(w[::-1, ::-1].transpose(0, 1, 3, 2), back, acc)
+        dx = _correlate(back, dy, wb, acc, x.dtype, None, workspace_bytes)
+        return dx, dw
+    (t, _), (left, _) = plan.pads
+    h, wd = plan.in_hw
+    return dxp[:, t:t + h, left:left + wd, :], dw
+
+
+def _padded_blocks(x, plan: ConvPlan, acc, workspace_bytes):
+    """``(block, src, src_block)`` for each patch block: ``src`` holds the zero-padded
+    input, in ``acc``, that the block reads, with the block's coordinates in it.
+
+    ``src`` is x itself when that needs no copy, else a slab of just the rows the block
+    reads, padded into a buffer reused across blocks (see :func:`_padded_slab`): no
+    padded copy of the whole input is made, and the slab is still in cache when the
+    patches are gathered from it.
+    """
+    blocks = _patch_blocks(plan, acc, workspace_bytes)
+    (t, b), (left, r) = plan.pads
+    if t == b == left == r == 0 and x.dtype == acc and x.flags.c_contiguous:
+        for blk in blocks:
+            yield blk, x, blk
+        return
+    if not blocks:
+        return
+    n0, n1, r0, r1 = blocks[0]  # the largest
+    buf = np.empty((n1 - n0, _slab_rows(plan, r1 - r0), plan.in_hw[1] + left + r,
+                    plan.c_in), acc)
+    for blk in blocks:
+        n0, n1, r0, r1 = blk
+        yield blk, _padded_slab(x, plan, n0, n1, r0, r1, buf), (0, n1 - n0, 0, r1 - r0)
 
 
 def _channelwise_correlate(plan: ConvPlan, x, w, acc, bias=None):
@@ -337,21 +418,16 @@ def _patch_blocks(plan: ConvPlan, dtype, workspace_bytes):
     return _blocks(plan, per_row, min(limit, _BLOCK_TARGET_BYTES))
 
 
-def _patches(xp, plan: ConvPlan, block, buf=None):
-    """Patch matrix of output rows ``block``: shape (G, rows, f_h * f_w * C_in/G).
-
-    Written into ``buf`` (a patch matrix of an earlier, not smaller, block) when given.
-    """
+def _patches(xp, plan: ConvPlan, block, out):
+    """Patch matrix of output rows ``block`` of the padded input ``xp``, written into
+    ``out``, shape (G, rows, f_h * f_w * C_in/G) (its last axis may be strided), and
+    returned."""
     n0, n1, r0, r1 = block
     nb, rh = n1 - n0, r1 - r0
     g, cg = plan.groups, plan.c_in_per_group
     wo = plan.out_hw[1]
     fh, fw = plan.kernel
-    m, k = nb * rh * wo, fh * fw * cg
-    if buf is None:
-        cols = np.empty((g, m, k), dtype=xp.dtype)
-    else:
-        cols = buf.reshape(-1)[:g * m * k].reshape(g, m, k)
+    cols = out
     (sh, sw), (dh, dw) = plan.stride, plan.dilation
     if g == 1 and dw == 1:
         # A window's row segment xp[n, row, s*ow : s*ow + f_w, :] is contiguous, so one
