@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from refcnn import geometry
 from refcnn._params import as_padding, as_pair, check_array, check_int
 
@@ -133,9 +131,7 @@ def pool_plan(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=F
     ):
         # A window made only of padding has no input to take a max or mean of. With
         # dilation, a middle window can fall between real cells, so check them all.
-        taps = np.arange(out)[:, None] * s + np.arange(f)[None, :] * d
-        real = (taps >= p[0]) & (taps < p[0] + size)
-        if not real.any(axis=1).all():
+        if not geometry.real_taps(size, out, f, s, d, p).any(axis=1).all():
             raise ValueError(
                 f"{pad_name} {pads} is too large for {f_name}={kernel}, dilation={dilation}: "
                 f"a pooling window along the {axis} lies entirely in the padding"

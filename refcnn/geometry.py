@@ -62,6 +62,22 @@ def pool_out_size(size: int, f: int, stride: int, dilation: int, pads, ceil_mode
     return out
 
 
+def tap_positions(out: int, f: int, stride: int, dilation: int) -> np.ndarray:
+    """Padded-input position of every tap of every window on one axis, shape (out, f)."""
+    return np.arange(out)[:, None] * stride + np.arange(f)[None, :] * dilation
+
+
+def real_taps(size: int, out: int, f: int, stride: int, dilation: int, pads) -> np.ndarray:
+    """Which taps of each window lie on a real input cell ``[before, before + size)``.
+
+    Returns
+    -------
+    ndarray of bool, shape (out, f)
+    """
+    taps = tap_positions(out, f, stride, dilation)
+    return (taps >= pads[0]) & (taps < pads[0] + size)
+
+
 def window_counts(
     size: int,
     out: int,
@@ -82,10 +98,8 @@ def window_counts(
     -------
     ndarray of shape (out,), float64
     """
-    starts = np.arange(out)[:, None] * stride
-    taps = starts + np.arange(f)[None, :] * dilation
     if count_include_pad:
-        inside = taps < size + pads[0] + pads[1]
+        inside = tap_positions(out, f, stride, dilation) < size + pads[0] + pads[1]
     else:
-        inside = (taps >= pads[0]) & (taps < pads[0] + size)
+        inside = real_taps(size, out, f, stride, dilation, pads)
     return inside.sum(axis=1).astype(np.float64)

@@ -282,12 +282,9 @@ def _first_max(taps, first_real, axis):
 
 def _first_real_taps(plan: PoolPlan):
     """Per axis, the index of each window's first tap that is a real input cell."""
-    firsts = []
-    for size, out, f, s, d, p in zip(plan.in_hw, plan.out_hw, plan.kernel, plan.stride,
-                                     plan.dilation, plan.pads):
-        pos = np.arange(out)[:, None] * s + np.arange(f)[None, :] * d
-        firsts.append(np.argmax((pos >= p[0]) & (pos < p[0] + size), axis=1))
-    return firsts
+    return [np.argmax(geometry.real_taps(size, out, f, s, d, p), axis=1)
+            for size, out, f, s, d, p in zip(plan.in_hw, plan.out_hw, plan.kernel,
+                                             plan.stride, plan.dilation, plan.pads)]
 
 
 def _route_by_scan(plan: PoolPlan, xp, dy):
@@ -306,7 +303,10 @@ def _route_by_scan(plan: PoolPlan, xp, dy):
     tap_offset = [(kh * dh * wp + kw * dw) * c for kh in range(fh) for kw in range(fw)]
     start = ((np.arange(ho)[:, None, None] * sh * wp + np.arange(wo)[None, :, None] * sw) * c
              + np.arange(c)[None, None, :])
-    first_real = np.asarray(tap_offset)[np.argmax(_real_taps(plan), axis=-1)][:, :, None]
+    # Real cells form a grid, so a window's first real tap (row-major) is its first real
+    # row and, in it, its first real column.
+    first_row, first_col = _first_real_taps(plan)
+    first_real = np.asarray(tap_offset)[first_row[:, None] * fw + first_col[None, :]][:, :, None]
     has_nan = bool(np.isnan(xp).any())
     best = np.full((nb, ho, wo, c), -np.inf, dtype=xp.dtype)
     chosen = np.broadcast_to(first_real, best.shape).astype(np.int32)
@@ -490,14 +490,3 @@ def _axis_slices(plan: PoolPlan):
 def _crop(xp, plan: PoolPlan):
     (t, _), (left, _) = plan.pads
     return xp[:, t:t + plan.in_hw[0], left:left + plan.in_hw[1], :]
-
-
-def _real_taps(plan: PoolPlan):
-    """Boolean (H_out, W_out, f_h * f_w): which taps of each window are real input cells."""
-    axes = []
-    for size, out, f, s, d, p in zip(plan.in_hw, plan.out_hw, plan.kernel, plan.stride,
-                                     plan.dilation, plan.pads):
-        pos = np.arange(out)[:, None] * s + np.arange(f)[None, :] * d
-        axes.append((pos >= p[0]) & (pos < p[0] + size))
-    real = axes[0][:, None, :, None] & axes[1][None, :, None, :]
-    return real.reshape(*plan.out_hw, -1)

@@ -331,6 +331,20 @@ def test_max_pool_all_minus_inf_window_routes_to_first_real_cell(api):
 
 
 @pytest.mark.parametrize("api", IMPLS)
+def test_max_pool_all_minus_inf_window_beside_nan(api):
+    """A NaN anywhere in the block sends the fast path to its scan fallback: its all -inf
+    windows must still route to their first real cell (here x[0, 0], not the padding)."""
+    x = np.array([[-np.inf, -np.inf, 1.0, np.nan],
+                  [-np.inf, -np.inf, 2.0, 3.0],
+                  [0.0, 5.0, -1.0, 4.0]]).reshape(1, 3, 4, 1)
+    a, cache = api.pool_forward(x, {"f": 2, "stride": 2, "pad": 1})
+    np.testing.assert_array_equal(a.ravel(), [-np.inf, 1, np.nan, 0, 5, 4])
+    dA = np.arange(1.0, a.size + 1).reshape(a.shape)
+    np.testing.assert_array_equal(api.pool_backward(dA, cache)[0, :, :, 0],
+                                  [[1, 0, 2, 3], [0, 0, 0, 0], [4, 5, 0, 6]])
+
+
+@pytest.mark.parametrize("api", IMPLS)
 def test_max_pool_gradient_is_not_duplicated_on_ties(api):
     """Unlike the notebook's create_mask_from_window, each window's gradient goes to one cell."""
     x = np.ones((2, 4, 4, 3))
