@@ -42,6 +42,8 @@ class CaseResult:
     reason: str | None = None
     odd_one_out: str | None = None
     seconds: float = 0.0
+    #: The backend's outputs, kept so that naming the odd one out need not rerun it.
+    outputs: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def worst_ratio(self) -> float:
@@ -116,13 +118,16 @@ def run_backend(case: Case, name: str, backend: Backend, mode: str = "bound") ->
     bug = semantics.known_bug(case, name) if status == "failed" and reason is None else None
     if bug is not None:
         status, reason = "divergent", f"known bug {bug.key}: {'; '.join(bug.sources)}"
-    return CaseResult(case, name, status, discs, reason, seconds=time.perf_counter() - start)
+    return CaseResult(case, name, status, discs, reason, seconds=time.perf_counter() - start,
+                      outputs=out)
 
 
 def run_case(case: Case, backends: dict[str, Backend], mode: str = "bound") -> list[CaseResult]:
     """Every backend on one case, with the odd one out named where they disagree."""
     results = [run_backend(case, name, be, mode) for name, be in backends.items()]
-    _name_odd_one_out(case, results, backends, mode)
+    _name_odd_one_out(case, results, mode)
+    for r in results:
+        r.outputs = None  # a sweep keeps thousands of results: keep the verdicts, not arrays
     return results
 
 
@@ -135,7 +140,7 @@ def run_cases(cases, backends: dict[str, Backend], mode: str = "bound", progress
         yield from results
 
 
-def _name_odd_one_out(case, results, backends, mode):
+def _name_odd_one_out(case, results, mode):
     """When backends disagree with the reference, say who is the odd one out.
 
     If two or more independent backends (not refcnn's own) ran, all of them
@@ -152,7 +157,7 @@ def _name_odd_one_out(case, results, backends, mode):
                    and r.status in ("passed", "failed") and r.discrepancies]
     verdict = None
     if len(independent) >= 2 and all(r.status == "failed" for r in independent):
-        if _agree(case, independent, backends, mode):
+        if _agree(case, independent, mode):
             verdict = f"refcnn (the reference): {', '.join(r.backend for r in independent)} " \
                       "agree with each other and not with it"
     if verdict is None:
@@ -163,9 +168,9 @@ def _name_odd_one_out(case, results, backends, mode):
         r.odd_one_out = verdict
 
 
-def _agree(case, results, backends, mode) -> bool:
-    inputs, ref, bnds = prepared(case, mode)
-    outs = [backends[r.backend].run(case, inputs) for r in results]
+def _agree(case, results, mode) -> bool:
+    _, _, bnds = prepared(case, mode)
+    outs = [r.outputs for r in results]
     first = outs[0]
     for other in outs[1:]:
         for k in output_names(case):
