@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from crosscheck import Case, Inputs, make_inputs
-from crosscheck.backends import BackendUnavailable, get_backend
+from crosscheck.backends import get_backend
+from sweep_helpers import load_backend
 
 FRAMEWORKS = {"torch": "torch", "jax": "jax", "jax.nchw": "jax"}
 RTOL = {"float64": 1e-10, "float32": 1e-4}
@@ -103,10 +104,7 @@ EXPECTED_UNSUPPORTED = {
 
 def _backend(name):
     pytest.importorskip(FRAMEWORKS.get(name, name))
-    try:
-        return get_backend(name)
-    except BackendUnavailable as exc:
-        pytest.skip(str(exc))
+    return load_backend(name)
 
 
 @functools.lru_cache(maxsize=None)
