@@ -146,14 +146,11 @@ def reproduction(result) -> str:
     bad = [d for d in result.discrepancies if not d.passed]
     if bad:
         return bad[0].reproduce
-    name = result.backend
-    return (
-        f"# crosscheck run --case {result.case.id} --backends {name}\n"
-        "from crosscheck.cases import Case, make_inputs\n"
-        "from crosscheck.backends import get_backend\n"
-        f"case = Case.from_id({result.case.id!r})\n"
-        f"get_backend({name!r}).run(case, make_inputs(case))\n"
-    )
+    # A crash has no discrepancy: the same snippet reruns the backend and shows the error.
+    from crosscheck.backends import output_names
+    from crosscheck.compare import reproduction as snippet
+
+    return snippet(result.case.id, result.backend, output_names(result.case)[0])
 
 
 # ---- console -------------------------------------------------------------------------------------
