@@ -1,142 +1,184 @@
-"""One case specification, shared by the pytest sweeps, the CLI, the reports and conformance.
+"""One case type for every op of the table, shared by the sweeps, the CLI, reports and conform.
 
-A :class:`Case` is a frozen dataclass with a stable, readable id that parses
-back (``Case.from_id(case.id) == case``) and a JSON round-trip. Its inputs are
-drawn deterministically from its seed and geometry, then rounded to its dtype,
-so every process (and every pytest-xdist worker) sees the same numbers.
+A :class:`Case` is a frozen dataclass: an op name with its rank (``conv2d``,
+``max_pool3d``), a direction, the data shape (batch, spatial sizes, channels),
+the op's parameters (normalised by :mod:`crosscheck.ops`, every default filled
+in), a dtype, an input kind and a seed. Its id is readable, stable and parses
+back (``Case.from_id(case.id) == case``); 2-D ids are the ones release 0.1.0
+printed, e.g. ``conv2d-fwd-n2h7w5c4o6-k3x3-s2x1-p1.1.0.2-d1x1-g2-float32-s0``.
+Parameters read as attributes (``case.kernel``, ``case.ceil_mode``); 2-D cases
+also have ``h`` and ``w``.
+
+Inputs are drawn deterministically from the seed and the geometry, then rounded
+to the dtype, so every process (and every pytest-xdist worker) sees the same numbers.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import math
 import zlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-OPS = ("conv2d", "max_pool2d", "avg_pool2d")
-DIRECTIONS = ("forward", "backward")
+from crosscheck import ops as op_table
+from crosscheck.ops import DIRECTION_TOKENS, DIRECTIONS
+
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 #: Input kinds: continuous random values (the sweeps), or probes of a known difference.
 INPUT_KINDS = ("random", "ties", "nan", "neginf", "offset")
+#: Spatial axis letters of the shape token, per rank (2-D is 0.1.0's ``h7w5``).
+_AXIS_LETTERS = {1: "l", 2: "hw", 3: "dhw"}
 
-Pads = tuple[tuple[int, int], tuple[int, int]]
+OPS = op_table.op_names()
 
 
 @dataclass(frozen=True)
 class Case:
-    """One conv or pool call: op, direction, shapes, options, dtype and seed.
+    """One call of one op: shapes channels-last, parameters as the op table defines them.
 
-    Shapes are NHWC for data and HWIO for conv weights. ``padding`` is per-side
-    ``((top, bottom), (left, right))`` or ``"same"``/``"valid"``.
+    Data is ``(N, *spatial, C_in)``; conv weights ``(*kernel, C_in/groups, C_out)``,
+    transposed-conv weights ``(*kernel, C_out/groups, C_in)``; ``params`` maps each
+    parameter of the op to its canonical value (pass a dict; it is stored sorted).
+    Build one with :meth:`of` for keyword parameters.
     """
 
     op: str
     direction: str
     n: int
-    h: int
-    w: int
+    spatial: tuple[int, ...]
     c_in: int
     c_out: int
-    kernel: tuple[int, int]
-    stride: tuple[int, int] = (1, 1)
-    padding: Pads | str = ((0, 0), (0, 0))
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    bias: bool = True
-    ceil_mode: bool = False
-    count_include_pad: bool = True
-    divisor_override: int | None = None
+    params: dict = field(default_factory=dict, hash=False)
     dtype: str = "float64"
     seed: int = 0
     inputs: str = "random"
     tags: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
-        if self.op not in OPS:
-            raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
+        entry, rank = op_table.get(self.op)
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.inputs not in INPUT_KINDS:
             raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
-        if self.op != "conv2d" and self.c_out != self.c_in:
+        spatial = tuple(int(s) for s in self.spatial)
+        if len(spatial) != rank:
+            raise ValueError(f"{self.op} needs {rank} spatial sizes, got spatial={self.spatial!r}")
+        if not entry.weighted and self.c_out != self.c_in:
             raise ValueError("pooling cases must have c_out == c_in")
-        # Options that do not apply to the op take their defaults, so that one call has
-        # one case and one id (a max pool has no bias, a conv no ceil_mode).
-        if self.op != "conv2d":
-            object.__setattr__(self, "bias", True)
-            object.__setattr__(self, "groups", 1)
-        else:
-            object.__setattr__(self, "ceil_mode", False)
-        if self.op != "avg_pool2d":
-            object.__setattr__(self, "count_include_pad", True)
-            object.__setattr__(self, "divisor_override", None)
-        # Normalise lists (from JSON) to tuples so equal cases hash equal.
-        object.__setattr__(self, "kernel", tuple(self.kernel))
-        object.__setattr__(self, "stride", tuple(self.stride))
-        object.__setattr__(self, "dilation", tuple(self.dilation))
-        if not isinstance(self.padding, str):
-            object.__setattr__(self, "padding", tuple(tuple(p) for p in self.padding))
+        given = dict(self.params)
+        unknown = set(given) - {p.name for p in entry.params}
+        if unknown:
+            raise ValueError(f"{self.op} has no parameter(s) {sorted(unknown)}; its parameters "
+                             f"are {[p.name for p in entry.params]}")
+        params = {}
+        for p in entry.params:
+            value = given.get(p.name, p.default)
+            if value is None and p.name == "stride":
+                value = params["kernel"]
+            if value is None and p.kind != "optint":
+                raise ValueError(f"{self.op} needs {p.name}")
+            params[p.name] = p.normalise(value, rank)
+        object.__setattr__(self, "spatial", spatial)
+        object.__setattr__(self, "params", params)
         object.__setattr__(self, "tags", tuple(self.tags))
 
-    # ---- identity -------------------------------------------------------------------------
+    @classmethod
+    def of(cls, family: str, rank: int, direction: str = "forward", *, n: int, spatial,
+           c_in: int, c_out: int | None = None, dtype: str = "float64", seed: int = 0,
+           inputs: str = "random", tags=(), **params) -> "Case":
+        """A case from an op family, a rank and keyword parameters (``kernel=3, stride=2``)."""
+        return cls(f"{family}{rank}d", direction, n, tuple(spatial), c_in,
+                   c_in if c_out is None else c_out, params, dtype, seed, inputs, tuple(tags))
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __getattr__(self, name):
+        # Parameters read as attributes (case.kernel); only called for names not found
+        # otherwise, so the fields and properties win.
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__} {self.__dict__.get('op')!r} has no "
+                             f"attribute or parameter {name!r}")
+
+    # ---- what the op table says about this case ---------------------------------------------
+    @property
+    def entry(self) -> op_table.Op:
+        return op_table.get(self.op)[0]
+
+    @property
+    def family(self) -> str:
+        return self.entry.family
+
+    @property
+    def rank(self) -> int:
+        return len(self.spatial)
+
     @property
     def is_conv(self) -> bool:
-        return self.op == "conv2d"
+        """Whether the op has weights (conv and transposed conv)."""
+        return self.entry.weighted
 
+    @property
+    def h(self) -> int:
+        return self.spatial[-2] if self.rank >= 2 else self.spatial[-1]
+
+    @property
+    def w(self) -> int:
+        return self.spatial[-1]
+
+    def output_names(self) -> tuple[str, ...]:
+        return self.entry.output_names(self)
+
+    def out_spatial(self) -> tuple[int, ...]:
+        """Output spatial sizes (the frameworks' geometry, :mod:`crosscheck.geometry`)."""
+        from crosscheck.geometry import out_spatial
+
+        return out_spatial(self)
+
+    def out_hw(self) -> tuple[int, ...]:
+        """0.1.0's name for :meth:`out_spatial`."""
+        return self.out_spatial()
+
+    def options(self) -> dict:
+        """Keyword options of the ``refcnn.functional`` call this case describes."""
+        return op_table.options(self)
+
+    def reduction_length(self) -> int:
+        """Terms summed per output value: ``prod(kernel) * C_in / groups`` (conv), taps (pool)."""
+        if self.family.startswith("adaptive"):
+            return math.prod(-(-n // o) + 1 for n, o in zip(self.spatial, self.output_size))
+        taps = math.prod(self.kernel)
+        return taps * self.c_in // self.groups if self.is_conv else taps
+
+    # ---- identity -----------------------------------------------------------------------------
     @property
     def id(self) -> str:
         """Readable, stable id, e.g. ``conv2d-fwd-n2h7w5c4o6-k3x3-s2x1-p1.1.0.2-d1x1-g2-float32-s0``."""
-        parts = [self.op, "fwd" if self.direction == "forward" else "bwd"]
-        shape = f"n{self.n}h{self.h}w{self.w}c{self.c_in}"
-        if self.is_conv:
-            shape += f"o{self.c_out}"
-        parts += [shape, f"k{self.kernel[0]}x{self.kernel[1]}",
-                  f"s{self.stride[0]}x{self.stride[1]}", "p" + _pad_text(self.padding),
-                  f"d{self.dilation[0]}x{self.dilation[1]}"]
-        if self.is_conv:
-            parts.append(f"g{self.groups}")
-            if not self.bias:
-                parts.append("nobias")
-        else:
-            if self.ceil_mode:
-                parts.append("ceil")
-            if self.op == "avg_pool2d":
-                if not self.count_include_pad:
-                    parts.append("excl")
-                if self.divisor_override is not None:
-                    parts.append(f"div{self.divisor_override}")
+        shape = f"n{self.n}" + "".join(f"{a}{s}" for a, s in
+                                       zip(_AXIS_LETTERS[self.rank], self.spatial))
+        shape += f"c{self.c_in}" + (f"o{self.c_out}" if self.is_conv else "")
+        parts = [self.op, DIRECTION_TOKENS[self.direction], shape]
+        parts += [t for p in self.entry.params if (t := p.text(self.params[p.name], self.rank)) is not None]
         if self.inputs != "random":
             parts.append(self.inputs)
-        parts += [self.dtype, f"s{self.seed}"]
-        return "-".join(parts)
+        return "-".join(parts + [self.dtype, f"s{self.seed}"])
 
     def __str__(self) -> str:
         return self.id
 
     @classmethod
     def from_id(cls, case_id: str) -> "Case":
-        """Parse an id made by :attr:`id` back into the case."""
-        m = _ID_RE.fullmatch(case_id)
-        if not m:
-            raise ValueError(f"not a case id: {case_id!r}")
-        g = m.groupdict()
-        pad = g["pad"]
-        padding = pad if pad in ("same", "valid") else _parse_pads(pad)
-        return cls(
-            op=g["op"], direction="forward" if g["dir"] == "fwd" else "backward",
-            n=int(g["n"]), h=int(g["h"]), w=int(g["w"]), c_in=int(g["c"]),
-            c_out=int(g["o"]) if g["o"] else int(g["c"]),
-            kernel=(int(g["kh"]), int(g["kw"])), stride=(int(g["sh"]), int(g["sw"])),
-            padding=padding, dilation=(int(g["dh"]), int(g["dw"])),
-            groups=int(g["g"]) if g["g"] else 1, bias=not g["nobias"],
-            ceil_mode=bool(g["ceil"]), count_include_pad=not g["excl"],
-            divisor_override=int(g["div"]) if g["div"] else None,
-            dtype=g["dtype"], seed=int(g["seed"]), inputs=g["inputs"] or "random",
-        )
+        """Parse an id made by :attr:`id` (or by release 0.1.0) back into the case."""
+        try:
+            return _parse_id(case_id)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ValueError(f"not a case id: {case_id!r} ({exc})") from None
 
     @property
     def compile_key(self) -> str:
@@ -148,9 +190,10 @@ class Case:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["tags"] = list(self.tags)
-        return d
+        return {"op": self.op, "direction": self.direction, "n": self.n,
+                "spatial": list(self.spatial), "c_in": self.c_in, "c_out": self.c_out,
+                "params": _jsonable(self.params), "dtype": self.dtype, "seed": self.seed,
+                "inputs": self.inputs, "tags": list(self.tags)}
 
     @classmethod
     def from_json(cls, text: str) -> "Case":
@@ -158,66 +201,91 @@ class Case:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Case":
-        return cls(**d)
+        """From :meth:`to_dict`'s form, or 0.1.0's (fields ``h``, ``w``, ``kernel``, ...)."""
+        d = dict(d)
+        if "spatial" not in d:
+            return _from_legacy_dict(d)
+        return cls(d.pop("op"), d.pop("direction"), d.pop("n"), tuple(d.pop("spatial")),
+                   d.pop("c_in"), d.pop("c_out"), d.pop("params", {}), **d)
 
     def with_(self, **changes) -> "Case":
+        """A copy with fields or parameters changed (``case.with_(dtype="float32", stride=2)``)."""
+        names = {p.name for p in self.entry.params}
+        param_changes = {k: changes.pop(k) for k in list(changes) if k in names}
+        if param_changes:
+            changes["params"] = {**self.params, **param_changes}
         return replace(self, **changes)
 
-    # ---- the refcnn call this case describes ---------------------------------------------
-    def hparameters(self) -> dict:
-        """The notebook-style ``hparameters`` dict for refcnn's layer API."""
-        pad = self.padding
-        if self.is_conv:
-            return {"stride": self.stride, "pad": pad, "dilation": self.dilation,
-                    "groups": self.groups}
-        hp = {"f": self.kernel, "stride": self.stride, "pad": pad, "dilation": self.dilation,
-              "ceil_mode": self.ceil_mode}
-        if self.op == "avg_pool2d":
-            hp["count_include_pad"] = self.count_include_pad
-            hp["divisor_override"] = self.divisor_override
-        return hp
 
-    def options(self) -> dict:
-        """Keyword options of refcnn's functional core (``refcnn.conv2d`` etc.)."""
-        if self.is_conv:
-            return {"stride": self.stride, "padding": self.padding,
-                    "dilation": self.dilation, "groups": self.groups}
-        opts = {"kernel_size": self.kernel, "stride": self.stride, "padding": self.padding,
-                "dilation": self.dilation, "ceil_mode": self.ceil_mode}
-        if self.op == "avg_pool2d":
-            opts["count_include_pad"] = self.count_include_pad
-            opts["divisor_override"] = self.divisor_override
-        return opts
+def _parse_id(case_id: str) -> Case:
+    tokens = case_id.split("-")
+    op = tokens[0]
+    entry, rank = op_table.get(op)
+    direction = {v: k for k, v in DIRECTION_TOKENS.items()}[tokens[1]]
+    n, spatial, c_in, c_out = _parse_shape(tokens[2], rank, entry.weighted)
+    rest = tokens[3:]
+    if len(rest) < 2 or not rest[-1].startswith("s") or not rest[-1][1:].isdigit():
+        raise ValueError("the id must end with -DTYPE-sSEED")
+    seed, dtype, rest = int(rest[-1][1:]), rest[-2], rest[:-2]
+    inputs = "random"
+    if rest and rest[-1] in INPUT_KINDS:
+        inputs, rest = rest[-1], rest[:-1]
+    params, i = {}, 0
+    for p in entry.params:
+        value = p.parse(rest[i], rank) if i < len(rest) else None
+        if value is not None:
+            params[p.name] = value
+            i += 1
+        elif p.shown == "always":
+            raise ValueError(f"expected the {p.name} token ({p.token}...) at "
+                             f"{rest[i] if i < len(rest) else 'the end'!r}")
+    if i != len(rest):
+        raise ValueError(f"unexpected token(s) {rest[i:]}")
+    case = Case(op, direction, n, spatial, c_in, c_out, params, dtype, seed, inputs)
+    if case.id != case_id:
+        raise ValueError(f"it reads back as {case.id!r}")
+    return case
 
-    def resolved_pads(self) -> Pads:
-        """Per-side padding, with 'same'/'valid' worked out (odd pixel at the end)."""
-        from refcnn.geometry import resolve_padding
 
-        return resolve_padding(self.padding, (self.h, self.w), self.kernel, self.stride,
-                               self.dilation)
+def _parse_shape(token: str, rank: int, weighted: bool):
+    import re
 
-    def out_hw(self) -> tuple[int, int]:
-        from refcnn.geometry import conv_out_size, pool_out_size
+    letters = _AXIS_LETTERS[rank]
+    pattern = "n(\\d+)" + "".join(f"{a}(\\d+)" for a in letters) + "c(\\d+)" + \
+        ("o(\\d+)" if weighted else "")
+    m = re.fullmatch(pattern, token)
+    if not m:
+        raise ValueError(f"shape token {token!r} is not of the form {pattern}")
+    values = [int(v) for v in m.groups()]
+    n, spatial, c_in = values[0], tuple(values[1:1 + rank]), values[1 + rank]
+    return n, spatial, c_in, values[2 + rank] if weighted else c_in
 
-        pads = self.resolved_pads()
-        if self.is_conv:
-            return tuple(conv_out_size(s, f, st, d, p) for s, f, st, d, p in
-                         zip((self.h, self.w), self.kernel, self.stride, self.dilation, pads))
-        return tuple(pool_out_size(s, f, st, d, p, self.ceil_mode) for s, f, st, d, p in
-                     zip((self.h, self.w), self.kernel, self.stride, self.dilation, pads))
 
-    def reduction_length(self) -> int:
-        """Terms summed per output value: ``f_h * f_w * C_in / groups`` (conv), taps (pool)."""
-        taps = self.kernel[0] * self.kernel[1]
-        return taps * self.c_in // self.groups if self.is_conv else taps
+def _from_legacy_dict(d: dict) -> Case:
+    """0.1.0's JSON case (one flat dict of 2-D fields) as a case."""
+    op = d["op"]
+    entry, _ = op_table.get(op)
+    names = {p.name for p in entry.params}
+    params = {k: v for k, v in d.items() if k in names}
+    if "kernel" not in params and "kernel" in d:
+        params["kernel"] = d["kernel"]
+    return Case(op, d["direction"], d["n"], (d["h"], d["w"]), d["c_in"], d["c_out"], params,
+                d.get("dtype", "float64"), d.get("seed", 0), d.get("inputs", "random"),
+                tuple(d.get("tags", ())))
+
+
+def _jsonable(params: dict) -> dict:
+    def plain(v):
+        return [plain(x) for x in v] if isinstance(v, tuple) else v
+    return {k: plain(v) for k, v in params.items()}
 
 
 @dataclass(frozen=True)
 class Inputs:
     """A case's arrays in canonical layout, float64, holding values exact in the case's dtype.
 
-    x: (N, H, W, C_in); w: (f_h, f_w, C_in/groups, C_out) or None; b: (C_out,) or None;
-    dy: (N, H_out, W_out, C_out), the cotangent for backward cases.
+    x: (N, *spatial, C_in); w: the op's weight shape or None; b: (C_out,) or None;
+    dy: (N, *out, C_out), the cotangent for backward cases.
     """
 
     x: np.ndarray
@@ -232,26 +300,34 @@ def make_inputs(case: Case) -> Inputs:
     ``random`` inputs are continuous, so ties never decide a result. The probe
     kinds exercise a known difference between frameworks: ``ties`` draws from
     {0, 1, 2} (exact ties in every window), ``nan`` sprinkles NaN, ``neginf``
-    fills whole regions with -inf, ``offset`` adds 1e8 so that float32 rounding
-    makes distinct values tie (float32 spacing there is 8).
+    fills the first half of the last spatial axis with -inf, ``offset`` adds 1e8
+    so that float32 rounding makes distinct values tie (float32 spacing there is 8).
+    The arrays are read-only: a backend that writes to them raises instead of
+    corrupting what the next backend sees.
     """
     geometry_key = case.with_(seed=0, dtype="float64", direction="forward",
                               inputs="random").id
     rng = np.random.default_rng([case.seed, zlib.crc32(geometry_key.encode()),
                                  INPUT_KINDS.index(case.inputs)])
-    x = _probe_values(rng, (case.n, case.h, case.w, case.c_in), case.inputs)
+    x = _probe_values(rng, (case.n, *case.spatial, case.c_in), case.inputs)
     w = b = None
-    if case.is_conv:
-        fan_in = case.reduction_length()
-        w = rng.standard_normal((*case.kernel, case.c_in // case.groups, case.c_out))
-        w /= np.sqrt(max(fan_in, 1))
+    w_shape = case.entry.weight_shape(case)
+    if w_shape is not None:
+        fan_in = max(math.prod(w_shape[:-1]), 1)
+        w = rng.standard_normal(w_shape) / np.sqrt(fan_in)
         b = rng.standard_normal(case.c_out) if case.bias else None
-    out_hw = case.out_hw()
-    if min(out_hw) < 1:
-        raise ValueError(f"case {case.id} has no output ({out_hw}): the kernel is larger "
+    out = case.out_spatial()
+    if min(out) < 1:
+        raise ValueError(f"case {case.id} has no output ({out}): the kernel is larger "
                          "than the padded input")
-    dy = rng.standard_normal((case.n, *out_hw, case.c_out))
-    return Inputs(*(None if a is None else round_to(a, case.dtype) for a in (x, w, b, dy)))
+    dy = rng.standard_normal((case.n, *out, case.c_out))
+    return Inputs(*(None if a is None else _frozen(round_to(a, case.dtype))
+                    for a in (x, w, b, dy)))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
 
 
 def _probe_values(rng, shape, kind: str) -> np.ndarray:
@@ -261,8 +337,8 @@ def _probe_values(rng, shape, kind: str) -> np.ndarray:
     if kind == "nan":
         x[rng.random(shape) < 0.15] = np.nan
     elif kind == "neginf":
-        # Whole left half of every image is -inf: windows there have no finite cell.
-        x[:, :, : max(1, shape[2] // 2), :] = -np.inf
+        # The first half of the last spatial axis is -inf: windows there have no finite cell.
+        x[..., : max(1, shape[-2] // 2), :] = -np.inf
     elif kind == "offset":
         x = 1e8 + rng.random(shape) * 64
     return x
@@ -275,25 +351,3 @@ def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
         bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
         return bits.astype(np.uint32).view(np.float32).astype(np.float64)
     return np.asarray(a).astype(dtype).astype(np.float64)
-
-
-def _pad_text(padding) -> str:
-    if isinstance(padding, str):
-        return padding
-    (t, b), (left, r) = padding
-    return f"{t}.{b}.{left}.{r}"
-
-
-def _parse_pads(text: str) -> Pads:
-    t, b, left, r = (int(v) for v in text.split("."))
-    return ((t, b), (left, r))
-
-
-_ID_RE = re.compile(
-    r"(?P<op>conv2d|max_pool2d|avg_pool2d)-(?P<dir>fwd|bwd)"
-    r"-n(?P<n>\d+)h(?P<h>\d+)w(?P<w>\d+)c(?P<c>\d+)(?:o(?P<o>\d+))?"
-    r"-k(?P<kh>\d+)x(?P<kw>\d+)-s(?P<sh>\d+)x(?P<sw>\d+)"
-    r"-p(?P<pad>same|valid|\d+\.\d+\.\d+\.\d+)-d(?P<dh>\d+)x(?P<dw>\d+)"
-    r"(?:-g(?P<g>\d+))?(?P<nobias>-nobias)?(?P<ceil>-ceil)?(?P<excl>-excl)?"
-    r"(?:-div(?P<div>\d+))?(?:-(?P<inputs>ties|nan|neginf|offset))?-(?P<dtype>float64|float32|float16|bfloat16)-s(?P<seed>\d+)"
-)

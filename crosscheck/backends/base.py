@@ -1,8 +1,14 @@
 """The backend protocol: what every implementation under test provides.
 
-A backend takes canonical NumPy arrays (NHWC data, HWIO weights, float64
-holding values exact in the case's dtype), computes in the case's dtype in its
-own layout, and returns float64 NumPy arrays in canonical layout.
+A backend takes canonical NumPy arrays (channels-last data ``(N, *spatial, C)``,
+weights ``(*kernel, C_in/groups, C_out)``, float64 holding values exact in the
+case's dtype), computes in the case's dtype in its own layout, and returns float64
+NumPy arrays in canonical layout (int64 for max-pool indices).
+
+This is the protocol of release 0.1.0 and stays so: an out-of-tree ``module:Class``
+with ``name``, ``version()``, ``unsupported(case)`` and ``run(case, inputs)`` is a
+backend. Built-in backends are per-op tables behind :class:`crosscheck.backends.driver.TableBackend`,
+which implements this protocol for them.
 """
 
 from __future__ import annotations
@@ -13,22 +19,10 @@ import numpy as np
 
 from crosscheck.cases import Case, Inputs
 
-#: Output names per (op, direction): what :meth:`Backend.run` returns.
-OUTPUTS = {
-    ("conv2d", "forward"): ("y",),
-    ("conv2d", "backward"): ("dx", "dw", "db"),
-    ("max_pool2d", "forward"): ("y",),
-    ("max_pool2d", "backward"): ("dx",),
-    ("avg_pool2d", "forward"): ("y",),
-    ("avg_pool2d", "backward"): ("dx",),
-}
-
 
 def output_names(case: Case) -> tuple[str, ...]:
-    names = OUTPUTS[(case.op, case.direction)]
-    if case.is_conv and case.direction == "backward" and not case.bias:
-        names = ("dx", "dw")
-    return names
+    """What :meth:`Backend.run` returns for ``case`` (from the op table)."""
+    return case.output_names()
 
 
 class Unsupported(Exception):
@@ -54,13 +48,13 @@ class Backend(Protocol):
         """Why this backend cannot run ``case``, or None when it can."""
 
     def run(self, case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
-        """Compute ``case`` on ``inputs``.
+        """Compute ``case`` on ``inputs`` (read-only arrays: copy before writing).
 
         Returns
         -------
         dict
-            Forward: ``{"y": (N, H_out, W_out, C_out)}``. Backward conv:
-            ``{"dx": (N, H, W, C_in), "dw": (f_h, f_w, C_in/groups, C_out),
-            "db": (C_out,)}`` (no ``db`` without bias); backward pool:
-            ``{"dx": (N, H, W, C)}``. All float64, canonical layout.
+            Forward: ``{"y": (N, *out, C_out)}`` plus ``"indices"`` (int, same shape)
+            for max pools asked for them. Backward conv: ``{"dx": x's shape,
+            "dw": w's shape, "db": (C_out,)}`` (no ``db`` without bias); backward
+            pool: ``{"dx": x's shape}``. Float64, canonical layout.
         """
