@@ -96,12 +96,14 @@ class ConformCase:
 
 
 def _conv_case(direction, m, h, w, c_prev, c, f, stride, pad, inputs="random") -> Case:
-    return Case("conv2d", direction, m, h, w, c_prev, c, (f, f), (stride, stride),
-                ((pad, pad), (pad, pad)), inputs=inputs)
+    return Case.of("conv", 2, direction, n=m, spatial=(h, w), c_in=c_prev, c_out=c,
+                   kernel=(f, f), stride=(stride, stride), padding=((pad, pad), (pad, pad)),
+                   inputs=inputs)
 
 
 def _pool_case(op, direction, m, h, w, c, f, stride, inputs="random") -> Case:
-    return Case(op, direction, m, h, w, c, c, (f, f), (stride, stride), inputs=inputs)
+    return Case.of(op[:-2], 2, direction, n=m, spatial=(h, w), c_in=c, kernel=(f, f),
+                   stride=(stride, stride), inputs=inputs)
 
 
 def from_case(case: Case) -> ConformCase:
@@ -122,7 +124,8 @@ def from_case(case: Case) -> ConformCase:
         if case.groups != 1 or not case.bias:
             problems.append("the notebook's conv has one group and a bias")
     else:
-        if case.padding != ((0, 0), (0, 0)) or case.ceil_mode or case.divisor_override:
+        if (case.padding != ((0, 0), (0, 0)) or case.ceil_mode
+                or getattr(case, "divisor_override", None)):
             problems.append("the notebook's pooling has no padding, ceil_mode or divisor")
     if problems:
         raise ValueError(f"case {case.id} cannot be expressed in the notebook API: "
