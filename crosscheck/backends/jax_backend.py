@@ -1,23 +1,41 @@
-"""JAX as a backend: ``lax.conv_general_dilated`` and ``lax.reduce_window``, jitted.
+"""JAX as a backend: ``lax`` convolutions and ``reduce_window`` pooling, 1 to 3 spatial dims, jitted.
 
-Two layouts: :class:`JaxBackend` works in NHWC/HWIO directly, and
-:class:`JaxNchwBackend` goes through :mod:`crosscheck.layouts` to NCHW/OIHW, so
-the adapters and JAX's dimension_numbers are checked too (JAX assumes NCHW/OIHW
-when dimension_numbers is left out, jax#11632).
+Two layouts: :class:`JaxBackend` works channels-last (``NWC/WIO``, ``NHWC/HWIO``,
+``NDHWC/DHWIO``) and :class:`JaxNchwBackend` channels-first (``NCW/OIW``, ...), both
+with ``dimension_numbers`` given explicitly, so JAX's layout handling is checked
+too (it assumes channels-first when they are left out, jax#11632).
 
-This module is an independent oracle: it works out 'same' padding, the pooling
-output size (torch's ceil_mode rule) and the average-pool divisor itself and
-never imports refcnn (nor calls ``Case.resolved_pads``/``Case.out_hw``).
+How each op reaches JAX:
 
-Performance: XLA compiles every new shape (about 0.3 s), so each case's
-computation (forward, or forward and VJP together for backward cases) is one
-jitted function, cached by every static parameter; the cache key lists them.
+* conv: ``lax.conv_general_dilated`` with ``feature_group_count``; 'same',
+  'same_lower' and 'valid' as JAX's own ``'SAME'``, ``'SAME_LOWER'``, ``'VALID'``
+  (its padding rule is under test), explicit pads otherwise.
+* conv_transpose, the adjoint of conv with the same weight array: ``lax.conv_transpose``
+  with ``transpose_kernel=True`` (without it the kernel is not flipped, jax#14337);
+  it has no ``feature_group_count``, so grouped cases are a ``conv_general_dilated``
+  with ``lhs_dilation`` and the groups moved into the kernel's output axis, as JAX's
+  own input gradient does. ``output_padding`` adds cells at the end.
+* max/avg pooling: ``lax.reduce_window``; ceil_mode (which JAX lacks) is extra
+  padding at the end and a crop, the average divisor a window sum over a mask.
+* max-pool indices and adaptive pooling, which JAX lacks: composed from a window
+  gather and an argmax with torch's choice (the last NaN, else the first maximum,
+  never padding), and torch's adaptive bins. The max-pool gradient stays JAX's own
+  (``reduce_window``'s VJP, whose NaN routing differs from torch's: see
+  :mod:`crosscheck.semantics`); the adaptive max-pool gradient flows through the gather.
+
+Gradients are ``jax.vjp``. Geometry comes from :mod:`crosscheck.geometry`, never refcnn.
+
+Compiling dominates a sweep, and every live executable holds a few memory maps
+(``vm.max_map_count`` is finite), so one jitted function per compile key serves
+forward, backward and every seed of a geometry, and those functions live in one
+bounded LRU shared by both layouts; :meth:`JaxBackend.clear_compiled` drops them.
 """
 
 from __future__ import annotations
 
-import functools
 import math
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -29,225 +47,356 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
-from crosscheck import layouts  # noqa: E402
-from crosscheck.backends.base import Unsupported, output_names  # noqa: E402
-from crosscheck.cases import Case, Inputs  # noqa: E402
-
-_JAX_DTYPES = {
-    "float64": jnp.float64,
-    "float32": jnp.float32,
-    "float16": jnp.float16,
-    "bfloat16": jnp.bfloat16,
-}
+from crosscheck import geometry  # noqa: E402
+from crosscheck.backends.driver import OpImpl, TableBackend, gradients, named_forward  # noqa: E402
 
 #: Convolution precision: HIGHEST makes float32 mean float32 on GPU/TPU (no-op on CPU).
 PRECISION = lax.Precision.HIGHEST
+#: The case's padding words as JAX spells them.
+_NATIVE_PADDING = {"same": "SAME", "same_lower": "SAME_LOWER", "valid": "VALID"}
+#: Compiled functions kept alive at most (each holds an executable and its memory maps).
+MAX_COMPILED = 256
 
 
-# ---- geometry, worked out here (not from refcnn) ---------------------------------------------
-def _pool_out(size: int, f: int, stride: int, dilation: int, pads, ceil_mode: bool) -> int:
-    """Pooling output size; ceil_mode rounds up, then drops a window starting in the right pad."""
-    extent = size + pads[0] + pads[1] - (dilation * (f - 1) + 1)
-    if not ceil_mode:
-        return extent // stride + 1
-    out = math.ceil(extent / stride) + 1
-    if (out - 1) * stride >= size + pads[0]:
-        out -= 1
-    return out
+# ---- layouts ----------------------------------------------------------------------------------
+class _Layout:
+    """Where the channel axis sits, for one spatial rank."""
 
-
-def _pool_axis(size, f, stride, dilation, pads, ceil_mode):
-    """``(out, extra)``: output size and the cells past the explicit padding that it needs.
-
-    ceil_mode's last window may run past ``size + before + after``; ``extra`` such
-    cells are added as further padding at the end (they never count in a divisor).
-    """
-    out = _pool_out(size, f, stride, dilation, pads, ceil_mode)
-    needed = (out - 1) * stride + dilation * (f - 1) + 1
-    return out, max(needed - (size + pads[0] + pads[1]), 0)
-
-
-# ---- the jitted computations, cached by their static parameters -----------------------------
-# Layout-dependent pieces: where H and W sit, and the conv dimension numbers.
-_LAYOUTS = {
-    "NHWC": {"spatial": (1, 2), "dn": ("NHWC", "HWIO", "NHWC"), "bias": (1, 1, 1, -1)},
-    "NCHW": {"spatial": (2, 3), "dn": ("NCHW", "OIHW", "NCHW"), "bias": (1, -1, 1, 1)},
-}
-
-
-def _window(layout: str, hw, fill=1):
-    """A 4-tuple with ``hw`` on the spatial axes of ``layout`` and ``fill`` elsewhere."""
-    t = [fill] * 4
-    for axis, v in zip(_LAYOUTS[layout]["spatial"], hw):
-        t[axis] = v
-    return tuple(t)
-
-
-@functools.lru_cache(maxsize=None)
-def _conv_fn(layout, stride, pads, dilation, groups, has_bias):
-    """Jitted conv forward and VJP together: ``f(x, w, b, dy) -> (y, grads)``; ``b`` may be None.
-
-    Forward and backward cases of one geometry share this one compiled function, which
-    halves the number of (slow) compilations in a sweep.
-    """
-    dn = _LAYOUTS[layout]["dn"]
-    bias_shape = _LAYOUTS[layout]["bias"]
-
-    def forward(x, w, b):
-        y = lax.conv_general_dilated(
-            x, w, window_strides=stride, padding=[tuple(p) for p in pads],
-            rhs_dilation=dilation, dimension_numbers=dn, feature_group_count=groups,
-            precision=PRECISION)
-        return y + b.reshape(bias_shape) if has_bias else y
-
-    def both(x, w, b, dy):
-        if has_bias:
-            y, vjp = jax.vjp(forward, x, w, b)
+    def __init__(self, channels_first: bool, rank: int):
+        self.channels_first, self.rank = channels_first, rank
+        s = "DHW"[3 - rank:]
+        if channels_first:
+            self.dn = ("NC" + s, "OI" + s, "NC" + s)
+            self.spatial_axes = tuple(range(2, 2 + rank))
         else:
-            y, vjp = jax.vjp(lambda x, w: forward(x, w, None), x, w)
-        return y, vjp(dy)
+            self.dn = ("N" + s + "C", s + "IO", "N" + s + "C")
+            self.spatial_axes = tuple(range(1, 1 + rank))
+        self.ndim = rank + 2
 
-    return jax.jit(both)
+    def window(self, per_axis, fill=1) -> tuple:
+        """A full-rank tuple with ``per_axis`` on the spatial axes and ``fill`` elsewhere."""
+        t = [fill] * self.ndim
+        for axis, v in zip(self.spatial_axes, per_axis):
+            t[axis] = v
+        return tuple(t)
 
+    def bias_shape(self) -> tuple:
+        return (1, -1) + (1,) * self.rank if self.channels_first else (1,) * (self.rank + 1) + (-1,)
 
-@functools.lru_cache(maxsize=None)
-def _pool_fn(layout, op, direction, in_hw, kernel, stride, pads, dilation, ceil_mode,
-             count_include_pad, divisor_override):
-    """Jitted pool forward, or forward and VJP together: ``f(x, dy)``.
-
-    Where the VJP exists, forward and backward cases share one compiled function.
-    """
-    axes = [_pool_axis(n, f, s, d, p, ceil_mode)
-            for n, f, s, d, p in zip(in_hw, kernel, stride, dilation, pads)]
-    out_hw = tuple(a[0] for a in axes)
-    # reduce_window pads with its init value: explicit pads, then ceil_mode's extra cells.
-    full_pads = _window(layout, [(p[0], p[1] + extra) for p, (_, extra) in zip(pads, axes)],
-                        (0, 0))
-    win = dict(window_dimensions=_window(layout, kernel), window_strides=_window(layout, stride),
-               padding=full_pads, window_dilation=_window(layout, dilation))
-
-    def crop(y):
-        # ceil_mode can give fewer windows than the padded extent holds (a last window that
-        # would start in the right padding is dropped): keep the first out_hw.
-        index = [slice(None)] * 4
-        for axis, n in zip(_LAYOUTS[layout]["spatial"], out_hw):
+    def crop(self, y, sizes):
+        """The first ``sizes`` cells of each spatial axis."""
+        index = [slice(None)] * self.ndim
+        for axis, n in zip(self.spatial_axes, sizes):
             index[axis] = slice(0, n)
         return y[tuple(index)]
 
-    def forward(x):
-        if op == "max_pool2d":
-            return crop(lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, **win))
-        total = crop(lax.reduce_window(x, np.array(0, x.dtype), lax.add, **win))
-        if divisor_override is not None:
-            return total / jnp.array(divisor_override, x.dtype)
-        # Divisor: a window sum over a mask that is one on the cells that count: the
-        # explicitly padded input (count_include_pad) or the real cells only; ceil_mode's
-        # extra cells are reduce_window padding, hence zero, and never count.
-        mask_shape = _window(layout, in_hw)
-        ones = jnp.ones(mask_shape, x.dtype)
-        mask = jnp.pad(ones, _window(layout, pads, (0, 0)),
-                       constant_values=1 if count_include_pad else 0)
-        mask_win = dict(win, padding=_window(layout, [(0, extra) for _, extra in axes], (0, 0)))
-        count = crop(lax.reduce_window(mask, np.array(0, x.dtype), lax.add, **mask_win))
+
+# ---- convolutions -----------------------------------------------------------------------------
+def _conv(channels_first: bool):
+    def forward(case, x, w, b):
+        lay = _Layout(channels_first, case.rank)
+        padding = _NATIVE_PADDING.get(case.padding) if isinstance(case.padding, str) \
+            else list(case.padding)
+        y = lax.conv_general_dilated(
+            x, w, window_strides=case.stride, padding=padding, rhs_dilation=case.dilation,
+            dimension_numbers=lay.dn, feature_group_count=case.groups, precision=PRECISION)
+        return y if b is None else y + b.reshape(lay.bias_shape())
+    return OpImpl(forward)
+
+
+def _conv_transpose(channels_first: bool):
+    def forward(case, x, w, b):
+        lay = _Layout(channels_first, case.rank)
+        # The adjoint of a conv with pads (lo, hi) pads the stride-dilated input by
+        # d*(k-1) - lo before and d*(k-1) - hi + output_padding after (may be negative: a crop).
+        pads = [(d * (k - 1) - lo, d * (k - 1) - hi + op) for k, d, (lo, hi), op in
+                zip(case.kernel, case.dilation, geometry.explicit_pads(case),
+                    case.output_padding)]
+        if case.groups == 1:
+            y = lax.conv_transpose(x, w, strides=case.stride, padding=pads,
+                                   rhs_dilation=case.dilation, dimension_numbers=lay.dn,
+                                   transpose_kernel=True, precision=PRECISION)
+        else:
+            y = lax.conv_general_dilated(
+                x, _grouped_transpose_kernel(w, case.groups, lay), window_strides=(1,) * lay.rank,
+                padding=pads, lhs_dilation=case.stride, rhs_dilation=case.dilation,
+                dimension_numbers=lay.dn, feature_group_count=case.groups, precision=PRECISION)
+        return y if b is None else y + b.reshape(lay.bias_shape())
+    return OpImpl(forward)
+
+
+def _grouped_transpose_kernel(w, groups: int, lay: _Layout):
+    """The conv kernel whose conv is the transposed conv of ``w`` with ``groups`` groups.
+
+    ``w`` is ``(*k, C_out/g, C_in)`` (channels-first ``(C_in, C_out/g, *k)``): the kernel
+    of the conv this op is the adjoint of. The result is ``(*k, C_in/g, C_out)``
+    (channels-first ``(C_out, C_in/g, *k)``), spatially flipped, group ``gi``'s block
+    ``w[..., :, gi*C_in/g:(gi+1)*C_in/g]`` transposed into output channels
+    ``gi*C_out/g ...``.
+    """
+    r = lay.rank
+    if lay.channels_first:
+        c_in, per_out = w.shape[0], w.shape[1]
+        t = w.reshape(groups, c_in // groups, per_out, *w.shape[2:])
+        t = t.transpose(0, 2, 1, *range(3, 3 + r))
+        t = t.reshape(groups * per_out, c_in // groups, *w.shape[2:])
+        return jnp.flip(t, axis=tuple(range(2, 2 + r)))
+    per_out, c_in = w.shape[-2], w.shape[-1]
+    t = w.reshape(*w.shape[:r], per_out, groups, c_in // groups)
+    t = t.transpose(*range(r), r + 2, r + 1, r)
+    t = t.reshape(*w.shape[:r], c_in // groups, groups * per_out)
+    return jnp.flip(t, axis=tuple(range(r)))
+
+
+# ---- pooling ----------------------------------------------------------------------------------
+def _pool_windows(case, lay: _Layout) -> tuple[dict, tuple[int, ...], tuple, list[int]]:
+    """``reduce_window`` arguments, output sizes, explicit pads and ceil_mode's extra cells.
+
+    ceil_mode's last window may reach past the explicit padding: those cells are
+    further padding at the end (they never count in a divisor), and a crop drops
+    windows that ceil_mode does not keep.
+    """
+    pads = geometry.explicit_pads(case)
+    axes = list(zip(case.spatial, case.kernel, case.stride, case.dilation, pads))
+    out = tuple(geometry.pool_out(*a, case.ceil_mode) for a in axes)
+    extra = [geometry.pool_overhang(*a, case.ceil_mode) for a in axes]
+    win = dict(window_dimensions=lay.window(case.kernel), window_strides=lay.window(case.stride),
+               padding=lay.window([(lo, hi + e) for (lo, hi), e in zip(pads, extra)], (0, 0)),
+               window_dilation=lay.window(case.dilation))
+    return win, out, pads, extra
+
+
+def _max_pool(channels_first: bool):
+    def forward(case, x, w, b):
+        lay = _Layout(channels_first, case.rank)
+        win, out, pads, _ = _pool_windows(case, lay)
+        # A concrete -inf init makes this reduce_window_max, the primitive with a VJP.
+        y = lay.crop(lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, **win), out)
+        if not case.return_indices:
+            return y
+        taps = [_taps(n, o, k, s, d, lo) for n, o, k, s, d, (lo, _) in
+                zip(case.spatial, out, case.kernel, case.stride, case.dilation, pads)]
+        return y, _window_argmax(x, taps, case.spatial, lay)[1]
+
+    def unsupported(case):
+        if case.direction == "backward" and any(d != 1 for d in case.dilation):
+            return (f"JAX has no max-pool gradient with window dilation (dilation="
+                    f"{case.dilation}): the VJP of reduce_window max raises NotImplementedError")
+        return None
+    return OpImpl(forward, unsupported=unsupported)
+
+
+def _avg_pool(channels_first: bool):
+    def forward(case, x, w, b):
+        lay = _Layout(channels_first, case.rank)
+        win, out, pads, extra = _pool_windows(case, lay)
+        total = lay.crop(lax.reduce_window(x, np.array(0, x.dtype), lax.add, **win), out)
+        if case.divisor_override is not None:
+            return total / np.array(case.divisor_override, x.dtype)
+        # The divisor is a window sum over a mask that is one on the cells that count: the
+        # explicitly padded input (count_include_pad) or its real cells only. ceil_mode's
+        # extra cells are reduce_window padding, hence zero: they never count.
+        mask = jnp.pad(jnp.ones(lay.window(case.spatial), x.dtype),
+                       lay.window(pads, (0, 0)), constant_values=1 if case.count_include_pad else 0)
+        count = lay.crop(lax.reduce_window(
+            mask, np.array(0, x.dtype), lax.add,
+            **dict(win, padding=lay.window([(0, e) for e in extra], (0, 0)))), out)
         return total / count
+    return OpImpl(forward)
 
-    if direction == "forward":
-        return jax.jit(lambda x, dy: (forward(x), None))
 
-    def both(x, dy):
-        y, vjp = jax.vjp(forward, x)
-        return y, vjp(dy)
+def _adaptive_avg_pool(channels_first: bool):
+    def forward(case, x, w, b):
+        lay = _Layout(channels_first, case.rank)
+        # torch's bins are a product of per-axis intervals: sum one axis at a time with a
+        # 0/1 membership matrix, then divide by the bin's cell count.
+        counts = np.ones((1,) * lay.ndim)
+        for axis, n, o in zip(lay.spatial_axes, case.spatial, case.output_size):
+            member = np.zeros((n, o))
+            for i, (s, e) in enumerate(geometry.adaptive_bins(n, o)):
+                member[s:e, i] = 1
+            x = jnp.moveaxis(jnp.tensordot(x, member.astype(x.dtype), axes=([axis], [0]),
+                                           precision=PRECISION), -1, axis)
+            counts = counts * member.sum(0).reshape(_axis_shape(lay, axis, o))
+        return x / counts.astype(x.dtype)
+    return OpImpl(forward)
 
-    return jax.jit(both)
+
+def _axis_shape(lay: _Layout, axis: int, size: int) -> tuple:
+    shape = [1] * lay.ndim
+    shape[axis] = size
+    return tuple(shape)
+
+
+def _adaptive_max_pool(channels_first: bool):
+    def forward(case, x, w, b):
+        lay = _Layout(channels_first, case.rank)
+        taps = [_bin_taps(n, o) for n, o in zip(case.spatial, case.output_size)]
+        y, idx = _window_argmax(x, taps, case.spatial, lay)
+        return (y, idx) if case.return_indices else y
+    return OpImpl(forward)
+
+
+# ---- window gather and torch's argmax (max-pool indices, adaptive max pooling) ----------------
+def _taps(n, out, k, s, d, lo) -> tuple[np.ndarray, np.ndarray]:
+    """Input cells ``(out, k)`` each pooling window reads on one axis, and which are real."""
+    cells = np.arange(out)[:, None] * s - lo + np.arange(k)[None, :] * d
+    return cells, (cells >= 0) & (cells < n)
+
+
+def _bin_taps(n, out) -> tuple[np.ndarray, np.ndarray]:
+    """Input cells of torch's adaptive bins on one axis, padded to the longest bin."""
+    bins = geometry.adaptive_bins(n, out)
+    length = max(e - s for s, e in bins)
+    cells = np.array([[s + j for j in range(length)] for s, _ in bins])
+    ends = np.array([e for _, e in bins])[:, None]
+    return cells, cells < ends
+
+
+def _window_argmax(x, taps, spatial, lay: _Layout):
+    """Each window's chosen value and its flat input index, torch's way.
+
+    ``taps`` holds, per spatial axis, the cells ``(out, L)`` of each window and whether
+    each is real. The choice is torch's scan (``val > max || isnan(val)``): the last NaN
+    of the window in row-major order, else its first maximum among real cells (so a
+    window of -inf picks its first real cell). The value is gathered from ``x``, so its
+    gradient goes to the chosen cell.
+    """
+    r = len(taps)
+    outs = [c.shape[0] for c, _ in taps]
+    lengths = [c.shape[1] for c, _ in taps]
+    # Index arrays broadcasting to (*out, *L): axis a's windows on a, its taps on r + a.
+    index, valid, flat = [], np.ones(outs + lengths, bool), np.zeros(outs + lengths, np.int64)
+    for a, (cells, real) in enumerate(taps):
+        shape = [1] * (2 * r)
+        shape[a], shape[r + a] = cells.shape
+        clamped = np.clip(cells, 0, spatial[a] - 1).reshape(shape)
+        index.append(clamped)
+        valid = valid & real.reshape(shape)
+        flat = flat + clamped * math.prod(spatial[a + 1:])
+    window = math.prod(lengths)
+    valid = valid.reshape(*outs, window)
+    flat = flat.reshape(*outs, window)
+    if lay.channels_first:
+        vals = x[(slice(None), slice(None), *index)]            # (N, C, *out, *L)
+        vals = vals.reshape(*vals.shape[:2 + r], window)        # window last
+        axis, valid_b, flat_b = -1, valid, flat
+    else:
+        vals = x[(slice(None), *index, slice(None))]            # (N, *out, *L, C)
+        vals = vals.reshape(vals.shape[0], *outs, window, vals.shape[-1])
+        axis, valid_b, flat_b = -2, valid[..., None], flat[..., None]
+    neg_inf = np.array(-np.inf, x.dtype)
+    real = jnp.where(valid_b, vals, neg_inf)
+    nan = jnp.isnan(real)
+    last_nan = window - 1 - jnp.argmax(jnp.flip(nan, axis), axis=axis, keepdims=True)
+    finite = jnp.where(nan, neg_inf, real)
+    best = jnp.max(finite, axis=axis, keepdims=True)
+    first_max = jnp.argmax(valid_b & (finite == best), axis=axis, keepdims=True)
+    pos = jnp.where(jnp.any(nan, axis=axis, keepdims=True), last_nan, first_max)
+    y = jnp.take_along_axis(vals, pos, axis=axis).squeeze(axis)
+    idx = jnp.take_along_axis(jnp.broadcast_to(jnp.asarray(flat_b), vals.shape), pos,
+                              axis=axis).squeeze(axis)
+    return y, idx
+
+
+# ---- compiled functions: one per compile key, in a bounded LRU shared by both layouts --------
+_compiled: OrderedDict = OrderedDict()
+_compiled_lock = threading.Lock()
+
+
+def _jax_vjp(fn, primals, cotangent):
+    _, pull = jax.vjp(fn, *primals)
+    return list(pull(cotangent))
+
+
+def _fused(impl: OpImpl, case, with_gradients: bool):
+    """One jitted ``(x, w, b, dy) -> {output: array}``: the forward outputs and, where the
+    VJP exists, the gradients too, so forward and backward cases share one compilation."""
+    def run(x, w, b, dy):
+        found = named_forward(impl.forward(case, x, w, b))
+        if with_gradients:
+            found.update(gradients(case, _jax_vjp, impl.forward, x, w, b, dy))
+        return found
+    return jax.jit(run)
 
 
 # ---- the backends ---------------------------------------------------------------------------
-class JaxBackend:
-    """JAX ``lax`` on the default device, NHWC/HWIO (dimension_numbers given explicitly)."""
+def _table(channels_first: bool) -> dict[str, OpImpl]:
+    return {"conv": _conv(channels_first), "conv_transpose": _conv_transpose(channels_first),
+            "max_pool": _max_pool(channels_first), "avg_pool": _avg_pool(channels_first),
+            "adaptive_avg_pool": _adaptive_avg_pool(channels_first),
+            "adaptive_max_pool": _adaptive_max_pool(channels_first)}
+
+
+class JaxBackend(TableBackend):
+    """JAX ``lax`` on the default device, channels-last (dimension_numbers given explicitly)."""
 
     name = "jax"
-    layout = "NHWC"
+    channels_first = False
+    ops = _table(channels_first=False)
+    dtypes = {"float64": jnp.float64, "float32": jnp.float32, "float16": jnp.float16,
+              "bfloat16": jnp.bfloat16}
 
     def version(self) -> str:
         return f"jax {jax.__version__} ({jax.default_backend()})"
 
     def settings(self) -> dict:
-        """Precision-relevant settings in force (for reports)."""
+        """Precision-relevant settings in force (recorded in the reports)."""
         return {"jax_enable_x64": bool(jax.config.read("jax_enable_x64")),
-                "conv_precision": str(PRECISION), "layout": self.layout,
-                "platform": jax.default_backend()}
+                "conv_precision": PRECISION.name,
+                "layout": "channels-first (NCW/OIW, NCHW/OIHW, NCDHW/OIDHW)"
+                if self.channels_first else "channels-last (NWC/WIO, NHWC/HWIO, NDHWC/DHWIO)",
+                "platform": jax.default_backend(),
+                "jax_default_matmul_precision":
+                    str(jax.config.read("jax_default_matmul_precision"))}
 
-    def unsupported(self, case: Case) -> str | None:
-        if case.op == "max_pool2d" and case.direction == "backward" and case.dilation != (1, 1):
-            return (f"JAX has no max-pool gradient with window dilation (dilation="
-                    f"{case.dilation}): select_and_gather VJP raises NotImplementedError")
-        return None
+    def to_framework(self, a: np.ndarray, dtype):
+        # The values are exact in dtype (Inputs guarantees it), so the cast is exact.
+        return jnp.array(a, dtype=dtype, copy=True)
 
-    # Layout adapters; the NCHW subclass overrides these.
-    def _to_data(self, a):
-        return a
+    def vjp(self, fn, primals, cotangent):
+        return _jax_vjp(fn, primals, cotangent)
 
-    def _from_data(self, a):
-        return a
+    def compute(self, case, arrays: dict) -> dict:
+        fn = self._compiled(case)
+        out = fn(arrays["x"], arrays["w"], arrays["b"], arrays["dy"])
+        return {name: out[name] for name in case.output_names()}
 
-    def _to_weight(self, a):
-        return a
+    def _compiled(self, case):
+        key = (self.channels_first, case.compile_key)
+        with _compiled_lock:
+            fn = _compiled.get(key)
+            if fn is not None:
+                _compiled.move_to_end(key)
+                return fn
+        # The function reads only the case's static geometry, which every case of the key
+        # shares; max pooling with window dilation has no VJP, so it compiles the forward alone.
+        geometry_case = case.with_(direction="forward", seed=0, inputs="random")
+        impl = self.ops[case.family]
+        with_gradients = impl.unsupported is None or \
+            impl.unsupported(geometry_case.with_(direction="backward")) is None
+        fn = _fused(impl, geometry_case, with_gradients)
+        with _compiled_lock:
+            _compiled[key] = fn
+            _compiled.move_to_end(key)
+            while len(_compiled) > MAX_COMPILED:
+                _compiled.popitem(last=False)
+        return fn
 
-    def _from_weight(self, a):
-        return a
+    def clear_compiled(self) -> None:
+        """Drop every compiled function (both layouts) and JAX's own caches.
 
-    def run(self, case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
-        reason = self.unsupported(case)
-        if reason:
-            raise Unsupported(reason)
-        dt = _JAX_DTYPES[case.dtype]
-        backward = case.direction == "backward"
-        # The values are exact in dt (Inputs guarantees it), so the casts are exact.
-        x = jnp.asarray(self._to_data(inputs.x), dtype=dt)
-        dy = jnp.asarray(self._to_data(inputs.dy), dtype=dt)
-        pads = layouts.explicit_pads(case)
-        if case.is_conv:
-            w = jnp.asarray(self._to_weight(inputs.w), dtype=dt)
-            has_bias = inputs.b is not None
-            b = jnp.asarray(inputs.b, dtype=dt) if has_bias else None
-            fn = _conv_fn(self.layout, case.stride, pads, case.dilation, case.groups, has_bias)
-            y, grads = fn(x, w, b, dy)
-            if not backward:
-                return {"y": self._from_data(_numpy(y))}
-            out = {"dx": self._from_data(_numpy(grads[0])),
-                   "dw": self._from_weight(_numpy(grads[1]))}
-            if has_bias:
-                out["db"] = _numpy(grads[2])
-            return {k: out[k] for k in output_names(case)}
-        # Max pooling with window dilation has no VJP: compile its forward alone.
-        no_vjp = case.op == "max_pool2d" and case.dilation != (1, 1)
-        fn = _pool_fn(self.layout, case.op, "forward" if no_vjp else "both", (case.h, case.w),
-                      case.kernel, case.stride, pads, case.dilation, case.ceil_mode,
-                      case.count_include_pad, case.divisor_override)
-        y, grads = fn(x, dy)
-        if not backward:
-            return {"y": self._from_data(_numpy(y))}
-        return {"dx": self._from_data(_numpy(grads[0]))}
+        A runner may call it between chunks of a long sweep to return the executables'
+        memory and memory maps.
+        """
+        with _compiled_lock:
+            _compiled.clear()
+        jax.clear_caches()
 
 
 class JaxNchwBackend(JaxBackend):
-    """The same JAX calls in NCHW/OIHW, through :mod:`crosscheck.layouts`."""
+    """The same JAX calls channels-first (``NCHW/OIHW`` and its 1-D and 3-D forms)."""
 
     name = "jax.nchw"
-    layout = "NCHW"
-
-    def _to_data(self, a):
-        return layouts.nhwc_to_nchw(a)
-
-    def _from_data(self, a):
-        return layouts.nchw_to_nhwc(a)
-
-    def _to_weight(self, a):
-        return layouts.hwio_to_oihw(a)
-
-    def _from_weight(self, a):
-        return layouts.oihw_to_hwio(a)
-
-
-def _numpy(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64)
+    channels_first = True
+    ops = _table(channels_first=True)
