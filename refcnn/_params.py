@@ -127,3 +127,60 @@ def check_accumulate(value) -> str:
     if value not in ("float64", "native"):
         raise ValueError(f'accumulate must be "float64" or "native", got {value!r}')
     return value
+
+
+# Rank-generic forms, for refcnn.functional: a value per spatial axis, any rank.
+
+def as_tuple(value, name: str, rank: int, minimum: int = 1) -> tuple[int, ...]:
+    """Normalise an int, or a sequence of ``rank`` ints (one per spatial axis), to a tuple."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != rank:
+            raise ValueError(
+                f"{name} must be an int or a sequence of {rank} ints (one per spatial axis), "
+                f"got {value!r}"
+            )
+        return tuple(check_int(v, f"{name}[{i}]", minimum) for i, v in enumerate(value))
+    return (check_int(value, name, minimum),) * rank
+
+
+def as_pads(value, name: str, rank: int, words=("same", "same_lower", "valid")):
+    """Normalise a padding spec of any rank.
+
+    Accepted forms: an int (every side), a sequence of ``rank`` entries each an
+    int (both sides of that axis) or a pair ``(before, after)``, and the given
+    ``words``.
+
+    Returns
+    -------
+    str or tuple
+        One of ``words``, or ``rank`` pairs ``((before, after), ...)``.
+    """
+    expected = (f"an int >= 0, a sequence of {rank} ints (one per spatial axis) or of "
+                f"{rank} (before, after) pairs")
+    if words:
+        expected += ", or one of " + ", ".join(repr(w) for w in words)
+    if isinstance(value, str):
+        word = value.lower()
+        if word not in words:
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+        return word
+    if isinstance(value, (tuple, list)):
+        if len(value) != rank:
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+        sides = []
+        for i, entry in enumerate(value):
+            if isinstance(entry, (tuple, list)):
+                if len(entry) != 2:
+                    raise ValueError(f"{name}[{i}] must be an int or a pair (before, after), "
+                                     f"got {entry!r}")
+                sides.append((check_int(entry[0], f"{name}[{i}] (before)", 0),
+                              check_int(entry[1], f"{name}[{i}] (after)", 0)))
+            else:
+                p = check_int(entry, f"{name}[{i}]", 0)
+                sides.append((p, p))
+        return tuple(sides)
+    try:
+        p = check_int(value, name, 0)
+    except TypeError:
+        raise TypeError(f"{name} must be {expected}, got {value!r}") from None
+    return ((p, p),) * rank
