@@ -1,7 +1,7 @@
 """The notebook's API written as plainly as the notebook: explicit loops over windows.
 
 This is the readable oracle. It shares argument checking and output sizes with
-the vectorized functions (``refcnn._plan``) but computes every value on its
+the vectorized functions (``refcnn.fast.plan``) but computes every value on its
 own, one window at a time, including the stride in the backward passes and the
 padding crop that the notebook's listings get wrong. It is slow: use it on
 small shapes.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from refcnn._params import result_dtype
-from refcnn._plan import check_grad, conv_plan, pool_plan
+from refcnn.fast.plan import check_grad, conv_plan, pool_plan
 from refcnn.notebook import conv_options, pool_options, unpack_conv_cache, unpack_pool_cache
 from refcnn.steps import conv_single_step, create_mask_from_window, distribute_value, zero_pad
 

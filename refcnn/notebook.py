@@ -1,4 +1,4 @@
-"""The notebook's layer API (``conv_forward`` ... ``pool_backward``) over the vectorized core.
+"""The notebook's layer API (``conv_forward`` ... ``pool_backward``) over the fast path.
 
 Caches unpack exactly as the notebook's: ``(A_prev, W, b, hparameters)`` for
 conv and ``(A_prev, hparameters)`` for pooling, so code written against the
@@ -7,9 +7,9 @@ notebook keeps working.
 
 from __future__ import annotations
 
-from refcnn import conv, pool
 from refcnn._params import check_keys, check_mode
-from refcnn._plan import check_grad, conv_plan, pool_plan
+from refcnn.fast import conv, pool
+from refcnn.fast.plan import check_grad, conv_plan, pool_plan
 
 CONV_KEYS = ("stride", "pad", "dilation", "groups")
 CONV_REQUIRED = ("stride", "pad")
@@ -19,7 +19,7 @@ POOL_REQUIRED = ("f", "stride")
 
 
 def conv_options(hparameters) -> dict:
-    """Keyword arguments of :func:`refcnn.conv.conv2d` from conv ``hparameters``."""
+    """Keyword arguments of :func:`refcnn.fast.conv.conv2d` from conv ``hparameters``."""
     check_keys(hparameters, CONV_KEYS, CONV_REQUIRED, "hparameters")
     return {
         "stride": hparameters["stride"],

@@ -1,0 +1,24 @@
+"""refcnn's fast path: blocked, cache-sized and (for the max-pool gradient) threaded
+2-D convolution and pooling in NHWC layout, with their gradients.
+
+Its tuning knobs are explicit: ``workspace_bytes=`` caps a conv's patch matrix,
+and a frozen :class:`FastConfig` passed as ``config=`` holds the block sizes
+and the thread count (``DEFAULT_CONFIG`` unless given). Nothing is kept
+between calls: no module-level thread pool, no settings read from the machine.
+The float64 specification it is checked against is :mod:`refcnn.spec`.
+
+* :mod:`refcnn.fast.plan`: argument checks and geometry of one call;
+* :mod:`refcnn.fast.conv`: im2col convolution, depthwise shift-and-add;
+* :mod:`refcnn.fast.pool`: max and average pooling, separable max routing;
+* :mod:`refcnn.fast.layout`: the memory layouts its strided views rely on.
+"""
+
+from refcnn.fast.config import DEFAULT_CONFIG, DEFAULT_WORKSPACE_BYTES, FastConfig
+from refcnn.fast.conv import conv2d, conv2d_backward
+from refcnn.fast.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+
+__all__ = [
+    "FastConfig", "DEFAULT_CONFIG", "DEFAULT_WORKSPACE_BYTES",
+    "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
+    "avg_pool2d_backward",
+]
