@@ -94,6 +94,21 @@ class Case:
         return cls(f"{family}{rank}d", direction, n, tuple(spatial), c_in,
                    c_in if c_out is None else c_out, params, dtype, seed, inputs, tuple(tags))
 
+    @classmethod
+    def legacy_2d(cls, op, direction, n, h, w, c_in, c_out, kernel, stride=(1, 1),
+                  padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, bias=True,
+                  ceil_mode=False, count_include_pad=True, divisor_override=None,
+                  dtype="float64", seed=0, inputs="random", tags=()) -> "Case":
+        """A 2-D case from release 0.1.0's constructor arguments (options that do not apply
+        to the op are ignored, as they were then)."""
+        entry, _ = op_table.get(op)
+        given = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                     groups=groups, bias=bias, ceil_mode=ceil_mode,
+                     count_include_pad=count_include_pad, divisor_override=divisor_override)
+        names = {p.name for p in entry.params}
+        return cls(op, direction, n, (h, w), c_in, c_out,
+                   {k: v for k, v in given.items() if k in names}, dtype, seed, inputs, tags)
+
     def __hash__(self):
         return hash(self.id)
 

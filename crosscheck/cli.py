@@ -24,12 +24,15 @@ class UsageError(Exception):
 
 # ---- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from crosscheck.backends import REGISTRY
+    from crosscheck.ops import OPS as TABLE
     from crosscheck.sweeps import SIZES
     from crosscheck.tolerance import TOLERANCE_MODES
 
     parser = argparse.ArgumentParser(
         prog="crosscheck",
-        description="Crosscheck 2-D convolution and pooling implementations against refcnn.")
+        description="Crosscheck convolution and pooling implementations (1-D, 2-D and 3-D) "
+                    "against refcnn.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -38,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a sweep of conv/pool cases over backends, compare each with the "
                     "refcnn float64 reference, and report.")
     run.add_argument("--backends", metavar="NAMES",
-                     help="comma-separated backends: built-in names (refcnn, refcnn.loops, "
-                          "torch, jax, jax.nchw) or module:Class (default: every installed "
-                          "built-in)")
+                     help="comma-separated backends: built-in names ("
+                          + ", ".join(REGISTRY) + ") or module:Class (default: every "
+                          "installed built-in)")
     run.add_argument("--cases", choices=SIZES, default="default",
                      help="which sweep (default: %(default)s)")
     run.add_argument("--case", action="append", metavar="ID", default=[],
@@ -48,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtypes", metavar="LIST",
                      help="comma-separated dtypes to keep (float64,float32,float16,bfloat16)")
     run.add_argument("--ops", metavar="LIST",
-                     help="comma-separated ops to keep (conv2d,max_pool2d,avg_pool2d)")
+                     help="comma-separated ops (conv2d, max_pool3d, ...) or op families ("
+                          + ", ".join(TABLE) + ") to keep")
     run.add_argument("--tolerance", choices=TOLERANCE_MODES, default="bound",
                      help="per-element rounding bound, or torch's/JAX's fixed defaults "
                           "(default: %(default)s)")
@@ -134,6 +138,7 @@ def main(argv=None) -> int:
 def select_cases(args) -> list:
     """The cases named by ``--case``, or the ``--cases`` sweep filtered by dtype and op."""
     from crosscheck.cases import DTYPES, OPS, Case
+    from crosscheck.ops import OPS as TABLE
     from crosscheck.sweeps import sweep
 
     if args.case:
@@ -146,13 +151,13 @@ def select_cases(args) -> list:
                                  "conv2d-fwd-n2h7w5c4o6-k3x3-s2x1-p1.1.0.2-d1x1-g1-float32-s0)")
         return cases
     dtypes, ops = _split(args.dtypes), _split(args.ops)
-    for value, allowed, what in ((dtypes, DTYPES, "dtype"), (ops, OPS, "op")):
+    for value, allowed, what in ((dtypes, DTYPES, "dtype"), (ops, (*OPS, *TABLE), "op")):
         unknown = sorted(set(value) - set(allowed))
         if unknown:
             raise UsageError(f"unknown {what} {', '.join(unknown)}: choose from "
                              f"{', '.join(allowed)}")
     return [c for c in sweep(args.cases)
-            if (not dtypes or c.dtype in dtypes) and (not ops or c.op in ops)]
+            if (not dtypes or c.dtype in dtypes) and (not ops or c.op in ops or c.family in ops)]
 
 
 def select_backends(spec: str | None, stream=None) -> dict:
@@ -161,7 +166,7 @@ def select_backends(spec: str | None, stream=None) -> dict:
 
     stream = stream or sys.stderr
     explicit = spec is not None
-    names = _split(spec) if explicit else [n for n in BUILTIN if n not in NOT_DEFAULT]
+    names = _split(spec) if explicit else list(BUILTIN)
     if explicit and not names:
         raise UsageError("--backends needs at least one name")
     if any(":" in name for name in names) and os.getcwd() not in sys.path:
@@ -181,12 +186,6 @@ def select_backends(spec: str | None, stream=None) -> dict:
     if not found:
         raise UsageError("no backend is available")
     return found
-
-
-#: Built-in backends left out of the default set: none. (jax.nchw, the same JAX calls through
-#: the NCHW adapters, roughly doubles JAX's compile time, but the layout path is part of what
-#: the suite checks.)
-NOT_DEFAULT: tuple[str, ...] = ()
 
 
 def jax_cache_dir(option: str | None) -> str | None:

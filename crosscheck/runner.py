@@ -23,12 +23,14 @@ import numpy as np
 
 from crosscheck import semantics, tolerance
 from crosscheck.backends import Backend, Unsupported, output_names
-from crosscheck.backends.refcnn_backend import RefcnnBackend
 from crosscheck.cases import Case, Inputs, make_inputs
 from crosscheck.compare import Discrepancy, compare
+from crosscheck.statuses import STATUSES, Status
 
-STATUSES = ("passed", "failed", "divergent", "unsupported")
-REFERENCE = "refcnn float64"
+__all__ = ["STATUSES", "Status", "CaseResult", "reference_outputs", "prepared", "run_backend",
+           "run_case", "run_cases"]
+
+REFERENCE = "refcnn spec float64"
 
 
 @dataclass
@@ -69,12 +71,11 @@ class CaseResult:
         }
 
 
-_reference_backend = RefcnnBackend()
-
-
 def reference_outputs(case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
-    """refcnn in float64 on ``inputs`` (which hold values exact in ``case.dtype``)."""
-    return _reference_backend.run(case.with_(dtype="float64"), inputs)
+    """refcnn's spec in float64 on ``inputs`` (which hold values exact in ``case.dtype``)."""
+    out = case.entry.reference(case, inputs)
+    return {k: np.asarray(out[k], dtype=np.int64 if k == "indices" else np.float64)
+            for k in case.output_names()}
 
 
 @functools.lru_cache(maxsize=256)
@@ -91,33 +92,33 @@ def run_backend(case: Case, name: str, backend: Backend, mode: str = "bound") ->
     try:
         reason = backend.unsupported(case)
         if reason:
-            return CaseResult(case, name, "unsupported", reason=reason)
+            return CaseResult(case, name, Status.UNSUPPORTED, reason=reason)
         inputs, ref, bnds = prepared(case, mode)
         out = backend.run(case, inputs)
     except Unsupported as exc:
-        return CaseResult(case, name, "unsupported", reason=str(exc))
+        return CaseResult(case, name, Status.UNSUPPORTED, reason=str(exc))
     except Exception:  # noqa: BLE001 - a crashing backend is a failed case, the run goes on
-        return CaseResult(case, name, "failed", reason="crashed: " + traceback.format_exc(),
+        return CaseResult(case, name, Status.FAILED, reason="crashed: " + traceback.format_exc(),
                           seconds=time.perf_counter() - start)
     discs = [
         compare(out.get(k) if isinstance(out, dict) else None, ref[k], bnds[k],
                 case_id=case.id, backend=name, output=k)
         for k in output_names(case)
     ]
-    status = "passed" if all(d.passed for d in discs) else "failed"
+    status = Status.PASSED if all(d.passed for d in discs) else Status.FAILED
     reason = None
     diff = semantics.declared_divergence(case, name)
     if diff is not None:
-        if status == "failed":
-            status, reason = "divergent", f"declared difference {diff.key}: " + \
+        if status == Status.FAILED:
+            status, reason = Status.DIVERGENT, f"declared difference {diff.key}: " + \
                 diff.conventions[semantics.family(name)]
         else:
-            status, reason = "failed", (f"declares {diff.key} = "
+            status, reason = Status.FAILED, (f"declares {diff.key} = "
                                         f"{diff.conventions[semantics.family(name)]!r} but "
                                         "agreed with refcnn: the declaration is out of date")
-    bug = semantics.known_bug(case, name) if status == "failed" and reason is None else None
+    bug = semantics.known_bug(case, name) if status == Status.FAILED and reason is None else None
     if bug is not None:
-        status, reason = "divergent", f"known bug {bug.key}: {'; '.join(bug.sources)}"
+        status, reason = Status.DIVERGENT, f"known bug {bug.key}: {'; '.join(bug.sources)}"
     return CaseResult(case, name, status, discs, reason, seconds=time.perf_counter() - start,
                       outputs=out)
 
@@ -149,19 +150,19 @@ def _name_odd_one_out(case, results, mode):
     """
     # Only real disagreements: a backend that agreed although it declares a divergence
     # failed for another reason (its declaration is out of date).
-    failed = [r for r in results if r.status == "failed" and r.discrepancies
+    failed = [r for r in results if r.status == Status.FAILED and r.discrepancies
               and not all(d.passed for d in r.discrepancies)]
     if not failed:
         return
     independent = [r for r in results if semantics.family(r.backend) != "refcnn"
-                   and r.status in ("passed", "failed") and r.discrepancies]
+                   and r.status in (Status.PASSED, Status.FAILED) and r.discrepancies]
     verdict = None
-    if len(independent) >= 2 and all(r.status == "failed" for r in independent):
+    if len(independent) >= 2 and all(r.status == Status.FAILED for r in independent):
         if _agree(case, independent, mode):
             verdict = f"refcnn (the reference): {', '.join(r.backend for r in independent)} " \
                       "agree with each other and not with it"
     if verdict is None:
-        agreeing = ["refcnn float64"] + [r.backend for r in results if r.status == "passed"]
+        agreeing = ["refcnn float64"] + [r.backend for r in results if r.status == Status.PASSED]
         verdict = ", ".join(r.backend for r in failed) + \
             f" (disagrees with {', '.join(agreeing)})"
     for r in failed:

@@ -2,7 +2,7 @@
 
 Each :class:`Difference` names a point where frameworks disagree, the
 convention each backend follows, refcnn's (torch's) convention, and sources
-(issue/PR numbers in the named project's tracker; see ``shared/semantics.md``).
+(issue/PR numbers in the named project's tracker; see ``docs/semantics.md``).
 The runner consults :func:`declared_divergence`: a backend whose declared
 convention differs from refcnn's, on a case that probes that point, is
 reported as *divergent* when it disagrees with refcnn, and as *failed* when it
@@ -27,7 +27,7 @@ class Difference:
     key : stable identifier
     title : one line
     conventions : backend family -> the convention it follows (``refcnn`` is the reference)
-    probes : (op, direction, input kind) triples whose cases exercise it; empty for
+    probes : (op family, direction, input kind) triples whose cases exercise it; empty for
         differences that are about defaults or unsupported options, which no
         random case can show
     sources : where the facts come from
@@ -48,7 +48,7 @@ class Difference:
     def probed_by(self, case: Case) -> bool:
         if self.match is not None:
             return self.match(case)
-        return (case.op, case.direction, case.inputs) in self.probes
+        return (case.family, case.direction, case.inputs) in self.probes
 
     def diverges(self, backend: str) -> bool:
         """Whether ``backend`` declares a convention other than refcnn's."""
@@ -70,8 +70,8 @@ DIFFERENCES: tuple[Difference, ...] = (
          "jax": "first maximum in row-major window order",
          "tensorflow": "first maximum in row-major window order",
          "notebook": "every maximum (create_mask_from_window: x == max), duplicating mass"},
-        probes=(("max_pool2d", "backward", "ties"), ("max_pool2d", "backward", "offset")),
-        sources=("shared/semantics.md: row [1,3,3,1,3], window 3, stride 1 gives [0,2,1,0,0]",),
+        probes=(("max_pool", "backward", "ties"), ("max_pool", "backward", "offset")),
+        sources=("docs/semantics.md: row [1,3,3,1,3], window 3, stride 1 gives [0,2,1,0,0]",),
         notes="float32 rounding makes ties too: 1e8 + [0.1, 0.2, 0.3, 0.4] are all equal.",
     ),
     Difference(
@@ -79,8 +79,8 @@ DIFFERENCES: tuple[Difference, ...] = (
         "Max pooling over a window holding NaN",
         {"refcnn": "NaN", "torch": "NaN", "jax": "NaN",
          "tensorflow": "ignores NaN (max of the rest)"},
-        probes=(("max_pool2d", "forward", "nan"),),
-        sources=("shared/semantics.md",),
+        probes=(("max_pool", "forward", "nan"),),
+        sources=("docs/semantics.md",),
     ),
     Difference(
         "maxpool_nan_gradient",
@@ -88,12 +88,12 @@ DIFFERENCES: tuple[Difference, ...] = (
         {"refcnn": "the last NaN in window order (torch's val > max || isnan(val) scan)",
          "torch": "the last NaN in window order (torch's val > max || isnan(val) scan)",
          "jax": "the first maximum after the last NaN, or that NaN when it ends the window"},
-        probes=(("max_pool2d", "backward", "nan"),),
-        sources=("shared/semantics.md", "torch aten/src/ATen/native/cpu/MaxPoolKernel.cpp",
+        probes=(("max_pool", "backward", "nan"),),
+        sources=("docs/semantics.md", "torch aten/src/ATen/native/cpu/MaxPoolKernel.cpp",
                  "measured: JAX 0.10.2 CPU"),
         notes="JAX's select keeps its pick while pick >= next, and every comparison with NaN "
               "is false: [1,nan,3,1,3] (window 3, stride 1) routes to [0,0,3,0,0], "
-              "[nan,2,nan,1,0] to [0,0,1,2,0]. shared/semantics.md's 'largest non-NaN "
+              "[nan,2,nan,1,0] to [0,0,1,2,0]. docs/semantics.md's 'largest non-NaN "
               "element' is only right when no maximum precedes the last NaN.",
     ),
     Difference(
@@ -101,8 +101,8 @@ DIFFERENCES: tuple[Difference, ...] = (
         "Max pooling over a window whose real cells are all -inf",
         {"refcnn": "-inf", "torch": "-inf", "jax": "-inf",
          "tensorflow": "-3.4028235e38", "onnxruntime": "-3.4028235e38"},
-        probes=(("max_pool2d", "forward", "neginf"),),
-        sources=("shared/semantics.md",),
+        probes=(("max_pool", "forward", "neginf"),),
+        sources=("docs/semantics.md",),
     ),
     Difference(
         "maxpool_all_neginf_gradient",
@@ -110,11 +110,11 @@ DIFFERENCES: tuple[Difference, ...] = (
         {"refcnn": "the first real cell",
          "torch": "the first real cell",
          "jax": "the first tap, which is padding at a top/left border (the gradient is lost)"},
-        sources=("shared/semantics.md", "measured: torch 2.13 CPU, JAX 0.10.2 CPU"),
+        sources=("docs/semantics.md", "measured: torch 2.13 CPU, JAX 0.10.2 CPU"),
         notes="Only padded windows can show it, so the probe needs top or left padding.",
-        match=lambda case: (case.op == "max_pool2d" and case.direction == "backward"
+        match=lambda case: (case.family == "max_pool" and case.direction == "backward"
                             and case.inputs == "neginf" and not isinstance(case.padding, str)
-                            and (case.padding[0][0] > 0 or case.padding[1][0] > 0)),
+                            and any(before > 0 for before, _ in case.padding)),
     ),
     Difference(
         "avgpool_count_include_pad_default",
@@ -122,7 +122,7 @@ DIFFERENCES: tuple[Difference, ...] = (
         {"refcnn": "True", "torch": "True", "flax": "True",
          "tensorflow": "False ('SAME' excludes padding)", "jax": "no default (stax: False)",
          "onnx": "False"},
-        sources=("shared/semantics.md", "pytorch#183528"),
+        sources=("docs/semantics.md", "pytorch#183528"),
         notes="The suite always passes it explicitly; the difference bites ported code.",
     ),
     Difference(
@@ -131,7 +131,7 @@ DIFFERENCES: tuple[Difference, ...] = (
         {"refcnn": "end (bottom/right)", "torch": "end (bottom/right)",
          "jax": "end for 'SAME', start for 'SAME_LOWER'", "tensorflow": "end",
          "onnx": "end for SAME_UPPER, start for SAME_LOWER"},
-        sources=("shared/semantics.md", "pytorch#67551"),
+        sources=("docs/semantics.md", "pytorch#67551"),
         notes="torch rejects padding='same' with stride > 1: such cases are unsupported there.",
     ),
     Difference(
@@ -149,7 +149,7 @@ DIFFERENCES: tuple[Difference, ...] = (
          "torch": "padding='same' with stride > 1; pooling pad > kernel/2; average-pool "
                   "dilation; max-pool padding valid only once dilation is counted",
          "jax": "max-pool gradient with window dilation (NotImplementedError)"},
-        sources=("pytorch#67551", "pytorch#7541", "shared/semantics.md"),
+        sources=("pytorch#67551", "pytorch#7541", "docs/semantics.md"),
         notes="Such cases are reported as unsupported for that backend, never as failures.",
     ),
     Difference(
@@ -162,7 +162,7 @@ DIFFERENCES: tuple[Difference, ...] = (
               "bfloat16-s0 errs by up to 2e34 (NaN on reruns); correct with "
               "torch.backends.mkldnn.flags(enabled=False).",
         known_bug=True,
-        match=lambda case: case.op == "conv2d" and case.dtype == "bfloat16",
+        match=lambda case: case.family == "conv" and case.dtype == "bfloat16",
     ),
 )
 
@@ -182,6 +182,3 @@ def known_bug(case: Case, backend: str) -> Difference | None:
             return diff
     return None
 
-
-def probed_differences(case: Case) -> list[Difference]:
-    return [d for d in DIFFERENCES if d.probed_by(case)]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
-from crosscheck.backends import BackendUnavailable, get_backend
+from crosscheck.backends import REGISTRY, BackendUnavailable, get_backend
 
-#: Backends every sweep case runs on; ``jax.nchw`` (the NCHW adapter path) on a subset.
-SWEEP_BACKENDS = ("refcnn", "refcnn.loops", "torch", "jax")
-NCHW_EVERY = 4
+#: Every built-in backend; each runs on every ``REGISTRY[name].every``-th geometry.
+SWEEP_BACKENDS = tuple(REGISTRY)
 
 
 def load_backend(name: str):
@@ -22,13 +23,11 @@ def load_backend(name: str):
 def case_params(cases, backends=SWEEP_BACKENDS):
     """pytest params ``(case, backend)`` with ids ``backend-caseid``, grouped by geometry."""
     params = []
-    geometries = {}
     for case in cases:
-        index = geometries.setdefault(case.compile_key, len(geometries))
-        names = list(backends)
-        if "jax" in names and index % NCHW_EVERY == 0:
-            names.append("jax.nchw")
-        for name in names:
+        key = zlib.crc32(case.compile_key.encode())
+        for name in backends:
+            if key % REGISTRY[name].every if name in REGISTRY else 0:
+                continue
             params.append(pytest.param(
                 case, name, id=f"{name}-{case.id}",
                 marks=pytest.mark.xdist_group(case.compile_key)))

@@ -25,11 +25,11 @@ RTOL = {"float64": 1e-10, "float32": 1e-4}
 
 def _conv(direction, n, h, w, c, o, k, s=(1, 1), p=((0, 0), (0, 0)), d=(1, 1), g=1,
           dtype="float64", **kw):
-    return Case("conv2d", direction, n, h, w, c, o, k, s, p, d, g, dtype=dtype, **kw)
+    return Case.legacy_2d("conv2d", direction, n, h, w, c, o, k, s, p, d, g, dtype=dtype, **kw)
 
 
 def _pool(op, direction, n, h, w, c, k, s, p=((0, 0), (0, 0)), d=(1, 1), dtype="float64", **kw):
-    return Case(op, direction, n, h, w, c, c, k, s, p, d, dtype=dtype, **kw)
+    return Case.legacy_2d(op, direction, n, h, w, c, c, k, s, p, d, dtype=dtype, **kw)
 
 
 def _max(*a, **kw):
@@ -158,7 +158,7 @@ def test_unsupported_reasons(name):
 
 # ---- max-pool ties and NaN, with hand-made inputs ------------------------------------------
 def _row_case(length, k, dtype="float64"):
-    return Case("max_pool2d", "backward", 1, 1, length, 1, 1, (1, k), (1, 1), dtype=dtype)
+    return Case.legacy_2d("max_pool2d", "backward", 1, 1, length, 1, 1, (1, k), (1, 1), dtype=dtype)
 
 
 def _row_inputs(row, out_len):
@@ -219,7 +219,7 @@ def test_jax_max_pool_dilation_gradient_really_is_missing():
 ])
 def test_max_pool_all_minus_inf_window(name, want_dx):
     backend = _backend(name) if name != "refcnn" else get_backend(name)
-    case = Case("max_pool2d", "backward", 1, 1, 2, 1, 1, (1, 3), (1, 1), ((0, 0), (1, 1)))
+    case = Case.legacy_2d("max_pool2d", "backward", 1, 1, 2, 1, 1, (1, 3), (1, 1), ((0, 0), (1, 1)))
     inputs = Inputs(x=np.full((1, 1, 2, 1), -np.inf), w=None, b=None, dy=np.ones((1, 1, 2, 1)))
     y = backend.run(case.with_(direction="forward"), inputs)["y"].ravel()
     np.testing.assert_array_equal(y, [-np.inf, -np.inf], err_msg=f"{name} all -inf forward")

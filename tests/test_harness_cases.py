@@ -18,7 +18,7 @@ pair = st.tuples(st.integers(1, 4), st.integers(1, 4))
 def cases(draw):
     op = draw(st.sampled_from(["conv2d", "max_pool2d", "avg_pool2d"]))
     c = draw(st.integers(1, 6))
-    return Case(op, draw(st.sampled_from(["forward", "backward"])), draw(st.integers(0, 3)),
+    return Case.legacy_2d(op, draw(st.sampled_from(["forward", "backward"])), draw(st.integers(0, 3)),
                 draw(st.integers(1, 12)), draw(st.integers(1, 12)), c,
                 draw(st.integers(1, 6)) if op == "conv2d" else c, draw(pair), draw(pair),
                 draw(pads) if op == "conv2d" else draw(pads.filter(lambda p: p != "same")),
@@ -49,7 +49,7 @@ def test_sweep_is_deterministic_and_large_enough():
 
 
 def test_inputs_are_deterministic_and_differ_by_seed():
-    case = Case("conv2d", "backward", 2, 5, 6, 3, 4, (3, 3), (2, 1), ((1, 0), (0, 2)))
+    case = Case.legacy_2d("conv2d", "backward", 2, 5, 6, 3, 4, (3, 3), (2, 1), ((1, 0), (0, 2)))
     a, b = make_inputs(case), make_inputs(case)
     assert np.array_equal(a.x, b.x) and np.array_equal(a.dy, b.dy)
     assert not np.array_equal(a.x, make_inputs(case.with_(seed=1)).x)
@@ -58,7 +58,7 @@ def test_inputs_are_deterministic_and_differ_by_seed():
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_inputs_are_exact_in_their_dtype(dtype):
-    x = make_inputs(Case("max_pool2d", "forward", 1, 6, 6, 2, 2, (2, 2), dtype=dtype)).x
+    x = make_inputs(Case.legacy_2d("max_pool2d", "forward", 1, 6, 6, 2, 2, (2, 2), dtype=dtype)).x
     assert np.array_equal(round_to(x, dtype), x)
 
 
@@ -71,13 +71,13 @@ def test_bfloat16_rounding_matches_torch():
 
 def test_invalid_case_fields_are_refused():
     with pytest.raises(ValueError, match="op must be"):
-        Case("conv3d", "forward", 1, 2, 2, 1, 1, (1, 1))
+        Case.legacy_2d("conv3d", "forward", 1, 2, 2, 1, 1, (1, 1))
     with pytest.raises(ValueError, match="dtype must be"):
-        Case("conv2d", "forward", 1, 2, 2, 1, 1, (1, 1), dtype="int8")
+        Case.legacy_2d("conv2d", "forward", 1, 2, 2, 1, 1, (1, 1), dtype="int8")
     with pytest.raises(ValueError, match="not a case id"):
         Case.from_id("conv2d-nonsense")
 
 
 def test_case_without_output_is_refused_clearly():
     with pytest.raises(ValueError, match="kernel is larger"):
-        make_inputs(Case("conv2d", "forward", 1, 2, 2, 1, 1, (4, 4)))
+        make_inputs(Case.legacy_2d("conv2d", "forward", 1, 2, 2, 1, 1, (4, 4)))

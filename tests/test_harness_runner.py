@@ -7,7 +7,7 @@ from crosscheck import runner
 from crosscheck.backends.refcnn_backend import RefcnnBackend
 from crosscheck.cases import Case
 
-CASE = Case("conv2d", "backward", 2, 6, 5, 3, 4, (3, 3), (2, 1), ((1, 0), (1, 2)))
+CASE = Case.legacy_2d("conv2d", "backward", 2, 6, 5, 3, 4, (3, 3), (2, 1), ((1, 0), (1, 2)))
 
 
 class Shifted(RefcnnBackend):
@@ -72,7 +72,7 @@ def test_unsupported_is_reported_with_reason():
 
 
 def test_declared_divergence_is_divergent_not_pass_or_fail():
-    probe = Case("max_pool2d", "backward", 1, 1, 5, 1, 1, (1, 3), (1, 1), inputs="nan")
+    probe = Case.legacy_2d("max_pool2d", "backward", 1, 1, 5, 1, 1, (1, 3), (1, 1), inputs="nan")
 
     class JaxLike(Shifted):
         pass
@@ -95,7 +95,7 @@ def test_result_serialises():
 @pytest.mark.parametrize("delta_in_ulps", [4096])
 def test_the_bound_catches_a_small_planted_float32_error(delta_in_ulps):
     """An error of a few thousand float32 ulps on one element is outside the bound."""
-    case = Case("conv2d", "forward", 1, 6, 6, 8, 8, (3, 3), dtype="float32")
+    case = Case.legacy_2d("conv2d", "forward", 1, 6, 6, 8, 8, (3, 3), dtype="float32")
     inputs, ref, bounds = runner.prepared(case)
     got = ref["y"].copy()
     got[0, 2, 3, 1] += delta_in_ulps * np.spacing(np.float32(abs(got[0, 2, 3, 1])))

@@ -26,7 +26,7 @@ def conv_cases(draw):
     c_in = groups * draw(st.integers(1, 3))
     c_out = groups * draw(st.integers(1, 3))
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    return Case("conv2d", draw(st.sampled_from(["forward", "backward"])),
+    return Case.legacy_2d("conv2d", draw(st.sampled_from(["forward", "backward"])),
                 draw(st.integers(0, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12)),
                 c_in, c_out, kernel, draw(pair),
                 draw(st.one_of(st.sampled_from(["same", "valid"]), st.tuples(side, side))),
@@ -41,7 +41,7 @@ def pool_cases(draw):
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     pads = tuple((draw(st.integers(0, k // 2)),) * 2 for k in kernel)
     c = draw(st.integers(1, 3))
-    return Case(op, draw(st.sampled_from(["forward", "backward"])), draw(st.integers(1, 2)),
+    return Case.legacy_2d(op, draw(st.sampled_from(["forward", "backward"])), draw(st.integers(1, 2)),
                 draw(st.integers(1, 11)), draw(st.integers(1, 11)), c, c, kernel, draw(pair),
                 pads, ceil_mode=draw(st.booleans()), count_include_pad=draw(st.booleans()),
                 divisor_override=draw(st.none() | st.integers(1, 6)),

@@ -1,4 +1,4 @@
-"""Properties that need no oracle, and the documented examples of shared/semantics.md.
+"""Properties that need no oracle, and the documented examples of docs/semantics.md.
 
 Each holds for any correct conv/pool: linearity, delta kernels, stride as
 subsampling, groups as concatenation, average pooling as a depthwise conv,

@@ -1,24 +1,53 @@
-"""Backend registry: names to lazily imported backend factories.
+"""Backend registry: the one list of built-in backends, imported lazily by name.
 
 ``get_backend(name)`` imports the framework only when asked; a framework that
 is not installed raises :class:`BackendUnavailable` with the reason, which the
-test suite turns into a skip and the CLI into a note.
+test suite turns into a skip and the CLI into a note. Every list of backends
+(CLI help and defaults, the pytest sweep, reports, tests) comes from
+:data:`REGISTRY`; adding a backend is one module plus one line here.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from crosscheck.backends.base import Backend, Unsupported, output_names
 
-#: name -> "module:factory", imported on first use.
-BUILTIN = {
-    "refcnn": "crosscheck.backends.refcnn_backend:RefcnnBackend",
-    "refcnn.loops": "crosscheck.backends.refcnn_backend:LoopsBackend",
-    "torch": "crosscheck.backends.torch_backend:TorchBackend",
-    "jax": "crosscheck.backends.jax_backend:JaxBackend",
-    "jax.nchw": "crosscheck.backends.jax_backend:JaxNchwBackend",
+
+@dataclass(frozen=True)
+class Registered:
+    """One built-in backend.
+
+    Attributes
+    ----------
+    target : ``"module:Class"``, imported on first use
+    framework : the package whose version the reports print (``torch``, ``jax``, ...)
+    summary : one line for the CLI's help
+    every : the pytest sweep runs it on every ``every``-th geometry (1: all of them)
+    """
+
+    target: str
+    framework: str
+    summary: str
+    every: int = 1
+
+
+REGISTRY: dict[str, Registered] = {
+    "refcnn": Registered("crosscheck.backends.refcnn_backend:RefcnnBackend", "refcnn",
+                         "refcnn's fast 2-D path and rank-generic functions"),
+    "refcnn.loops": Registered("crosscheck.backends.refcnn_backend:LoopsBackend", "refcnn",
+                               "the notebook API as plain loops (2-D, small shapes)"),
+    "torch": Registered("crosscheck.backends.torch_backend:TorchBackend", "torch",
+                        "torch.nn.functional, NCHW"),
+    "jax": Registered("crosscheck.backends.jax_backend:JaxBackend", "jax",
+                      "jax.lax, channels-last"),
+    "jax.nchw": Registered("crosscheck.backends.jax_backend:JaxNchwBackend", "jax",
+                           "jax.lax through NCHW adapters", every=4),
 }
+
+#: name -> "module:Class" (0.1.0's form of the registry).
+BUILTIN = {name: r.target for name, r in REGISTRY.items()}
 
 
 class BackendUnavailable(Exception):
@@ -50,7 +79,7 @@ def get_backend(name: str) -> Backend:
 def available_backends(names=None) -> dict[str, Backend | str]:
     """Each name mapped to its backend, or to the reason it is unavailable."""
     found = {}
-    for name in names or BUILTIN:
+    for name in names or REGISTRY:
         try:
             found[name] = get_backend(name)
         except BackendUnavailable as exc:
@@ -59,4 +88,4 @@ def available_backends(names=None) -> dict[str, Backend | str]:
 
 
 __all__ = ["Backend", "BackendUnavailable", "Unsupported", "available_backends",
-           "get_backend", "output_names", "BUILTIN"]
+           "get_backend", "output_names", "BUILTIN", "REGISTRY", "Registered"]

@@ -1,97 +1,179 @@
-"""refcnn as a backend: the vectorized functional core, and the loop oracle."""
+"""refcnn as a backend: its fast 2-D path and rank-generic functions, and the loop oracle.
+
+These are implementations under test like any other (the reference that judges
+every backend is refcnn's spec in float64, :mod:`crosscheck.ops`): ``refcnn``
+runs the fast blocked 2-D code for ``conv2d``, ``max_pool2d`` and ``avg_pool2d``
+(so the sweep checks the fast path against the spec) and ``refcnn.functional``
+for every other op; ``refcnn.loops`` runs the notebook API as plain loops.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 import refcnn
-from crosscheck.backends.base import output_names
-from crosscheck.cases import Case, Inputs
+from crosscheck.backends.driver import OpImpl, TableBackend
+from crosscheck.ops import pool_options
 
 _NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 
-class RefcnnBackend:
-    """refcnn's vectorized functional core (``refcnn.conv2d`` and friends).
+def _grads(dx, dw, db):
+    out = {"dx": dx, "dw": dw}
+    if db is not None:
+        out["db"] = db
+    return out
 
-    ``accumulate="native"`` sums in the inputs' precision (issue: speed option).
+
+def _conv_opts(case):
+    opts = dict(stride=case.stride, padding=case.padding, dilation=case.dilation,
+                groups=case.groups)
+    if case.family == "conv_transpose":
+        opts["output_padding"] = case.output_padding
+    return opts
+
+
+def _pool(case, fn, *arrays, **extra):
+    opts = pool_options(case)
+    if "output_size" in opts:
+        return fn(*arrays, opts.pop("output_size"), **extra)
+    return fn(*arrays, opts.pop("kernel_size"), **opts, **extra)
+
+
+def _fast_2d(case):
+    """The fast path serves 2-D conv and pools without indices."""
+    return case.rank == 2 and not case.params.get("return_indices", False)
+
+
+class RefcnnBackend(TableBackend):
+    """refcnn: the fast 2-D path where it applies, ``refcnn.functional`` elsewhere.
+
+    ``accumulate="native"`` makes the fast path sum in the inputs' precision.
     """
 
     name = "refcnn"
+    dtypes = _NUMPY_DTYPES
 
     def __init__(self, accumulate: str = "float64"):
         self.accumulate = accumulate
         if accumulate != "float64":
             self.name = f"refcnn.{accumulate}"
+        F, acc = refcnn.functional, {"accumulate": accumulate}
+
+        def conv_forward(case, x, w, b):
+            if case.family == "conv" and _fast_2d(case):
+                return refcnn.conv2d(x, w, b, **_conv_opts(case), **acc)
+            fn = F.conv if case.family == "conv" else F.conv_transpose
+            return fn(x, w, b, **_conv_opts(case))
+
+        def conv_backward(case, dy, x, w, b):
+            if case.family == "conv" and _fast_2d(case):
+                return _grads(*refcnn.conv2d_backward(dy, x, w, b, **_conv_opts(case), **acc))
+            fn = F.conv_backward if case.family == "conv" else F.conv_transpose_backward
+            return _grads(*fn(dy, x, w, b, **_conv_opts(case)))
+
+        def pool(fast, fast_bwd, spec, spec_bwd):
+            def forward(case, x, w, b):
+                if _fast_2d(case) and fast is not None:
+                    return _pool(case, fast, x)
+                if case.params.get("return_indices"):
+                    return _pool(case, spec, x, return_indices=True)
+                return _pool(case, spec, x)
+
+            def backward(case, dy, x, w, b):
+                if _fast_2d(case) and fast_bwd is not None:
+                    return {"dx": _pool(case, fast_bwd, dy, x)}
+                return {"dx": _pool(case, spec_bwd, dy, x)}
+            return OpImpl(forward, backward)
+
+        conv = OpImpl(conv_forward, conv_backward)
+        self.ops = {
+            "conv": conv, "conv_transpose": conv,
+            "max_pool": pool(refcnn.max_pool2d, refcnn.max_pool2d_backward,
+                             F.max_pool, F.max_pool_backward),
+            "avg_pool": pool(refcnn.avg_pool2d, refcnn.avg_pool2d_backward,
+                             F.avg_pool, F.avg_pool_backward),
+            "adaptive_avg_pool": pool(None, None, F.adaptive_avg_pool,
+                                      F.adaptive_avg_pool_backward),
+            "adaptive_max_pool": pool(None, None, F.adaptive_max_pool,
+                                      F.adaptive_max_pool_backward),
+        }
 
     def version(self) -> str:
         return refcnn.__version__
 
-    def unsupported(self, case: Case) -> str | None:
-        if case.dtype not in _NUMPY_DTYPES:
-            return f"NumPy has no {case.dtype} dtype"
-        return None
+    def settings(self) -> dict:
+        return {"accumulate": self.accumulate}
 
-    def run(self, case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
-        dt = _NUMPY_DTYPES[case.dtype]
-        x = inputs.x.astype(dt)
-        opts = case.options()
-        if case.is_conv:
-            w = inputs.w.astype(dt)
-            b = None if inputs.b is None else inputs.b.astype(dt)
-            if case.direction == "forward":
-                return {"y": _f64(refcnn.conv2d(x, w, b, accumulate=self.accumulate, **opts))}
-            dx, dw, db = refcnn.conv2d_backward(inputs.dy.astype(dt), x, w, b,
-                                                accumulate=self.accumulate, **opts)
-            out = {"dx": _f64(dx), "dw": _f64(dw), "db": _f64(db)}
-            return {k: out[k] for k in output_names(case)}
-        fwd, bwd = {
-            "max_pool2d": (refcnn.max_pool2d, refcnn.max_pool2d_backward),
-            "avg_pool2d": (refcnn.avg_pool2d, refcnn.avg_pool2d_backward),
-        }[case.op]
-        if case.direction == "forward":
-            return {"y": _f64(fwd(x, **opts))}
-        return {"dx": _f64(bwd(inputs.dy.astype(dt), x, **opts))}
+    def to_framework(self, a, dtype):
+        return np.array(a, dtype=dtype, copy=True)
 
 
-class LoopsBackend:
+def _loops_unsupported(case):
+    if case.family not in ("conv", "max_pool", "avg_pool") or case.rank != 2:
+        return f"the loop oracle is the notebook's 2-D API: no {case.op}"
+    if case.params.get("return_indices"):
+        return "the notebook's pool_forward returns no indices"
+    out = case.n * case.h * case.w * case.c_out * case.reduction_length()
+    if out > 200_000:
+        return "too large for the loop oracle (it is for small shapes)"
+    return None
+
+
+def _hparameters(case) -> dict:
+    """The notebook-style ``hparameters`` dict for refcnn's layer API."""
+    if case.is_conv:
+        return {"stride": case.stride, "pad": case.padding, "dilation": case.dilation,
+                "groups": case.groups}
+    hp = {"f": case.kernel, "stride": case.stride, "pad": case.padding,
+          "dilation": case.dilation, "ceil_mode": case.ceil_mode}
+    if case.family == "avg_pool":
+        hp["count_include_pad"] = case.count_include_pad
+        hp["divisor_override"] = case.divisor_override
+    return hp
+
+
+class LoopsBackend(TableBackend):
     """``refcnn.loops``: the notebook API as explicit loops, through its hparameters."""
 
     name = "refcnn.loops"
+    dtypes = _NUMPY_DTYPES
+
+    def __init__(self):
+        from refcnn import loops
+
+        def conv_forward(case, x, w, b):
+            # The notebook API always has a bias; a zero bias gives a bias-free conv.
+            b = np.zeros(case.c_out, x.dtype) if b is None else b
+            return loops.conv_forward(x, w, b.reshape(1, 1, 1, -1), _hparameters(case))[0]
+
+        def conv_backward(case, dy, x, w, b):
+            bias = np.zeros(case.c_out, x.dtype) if b is None else b
+            _, cache = loops.conv_forward(x, w, bias.reshape(1, 1, 1, -1), _hparameters(case))
+            dx, dw, db = loops.conv_backward(dy, cache)
+            return _grads(dx, dw, None if b is None else db.reshape(-1))
+
+        def mode(case):
+            return "max" if case.family == "max_pool" else "average"
+
+        def pool_forward(case, x, w, b):
+            return loops.pool_forward(x, _hparameters(case), mode=mode(case))[0]
+
+        def pool_backward(case, dy, x, w, b):
+            _, cache = loops.pool_forward(x, _hparameters(case), mode=mode(case))
+            return {"dx": loops.pool_backward(dy, cache, mode=mode(case))}
+
+        pool = OpImpl(pool_forward, pool_backward, _loops_unsupported)
+        self.ops = {"conv": OpImpl(conv_forward, conv_backward, _loops_unsupported),
+                    "max_pool": pool, "avg_pool": pool}
 
     def version(self) -> str:
         return refcnn.__version__
 
-    def unsupported(self, case: Case) -> str | None:
-        if case.dtype not in _NUMPY_DTYPES:
-            return f"NumPy has no {case.dtype} dtype"
-        outputs = case.n * case.h * case.w * case.c_out * case.reduction_length()
-        if outputs > 200_000:
-            return "too large for the loop oracle (it is for small shapes)"
-        return None
+    def unsupported(self, case):
+        if case.family not in self.ops:
+            return _loops_unsupported(case)
+        return super().unsupported(case)
 
-    def run(self, case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
-        from refcnn import loops
-
-        dt = _NUMPY_DTYPES[case.dtype]
-        x = inputs.x.astype(dt)
-        hp = case.hparameters()
-        if case.is_conv:
-            w = inputs.w.astype(dt)
-            # The notebook API always has a bias; a zero bias gives a bias-free conv.
-            b = (inputs.b if inputs.b is not None else np.zeros(case.c_out)).astype(dt)
-            z, cache = loops.conv_forward(x, w, b.reshape(1, 1, 1, -1), hp)
-            if case.direction == "forward":
-                return {"y": _f64(z)}
-            dx, dw, db = loops.conv_backward(inputs.dy.astype(dt), cache)
-            out = {"dx": _f64(dx), "dw": _f64(dw), "db": _f64(db).reshape(-1)}
-            return {k: out[k] for k in output_names(case)}
-        mode = "max" if case.op == "max_pool2d" else "average"
-        a, cache = loops.pool_forward(x, hp, mode=mode)
-        if case.direction == "forward":
-            return {"y": _f64(a)}
-        return {"dx": _f64(loops.pool_backward(inputs.dy.astype(dt), cache, mode=mode))}
-
-
-def _f64(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64)
+    def to_framework(self, a, dtype):
+        return np.array(a, dtype=dtype, copy=True)
