@@ -319,8 +319,10 @@ def _padded_slab(x, plan: ConvPlan, n0, n1, r0, r1, buf):
     h, w = plan.in_hw
     p0 = plan.stride[0] * r0
     slab = buf.slab(n1 - n0, _slab_rows(plan, r1 - r0))
-    # Input rows a:b fall inside the slab; the rest of it is padding.
-    a, b = max(p0 - t, 0), min(p0 + len(slab[0]) - t, h)
+    # Input rows a:b fall inside the slab; the rest of it is padding. A slab lying in
+    # the top padding has b < a (never a negative b, which would index from the end).
+    a = max(p0 - t, 0)
+    b = max(min(p0 + len(slab[0]) - t, h), a)
     top, bottom = a + t - p0, max(b + t - p0, a + t - p0)
     slab[:, :top] = 0
     slab[:, bottom:] = 0

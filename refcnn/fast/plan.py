@@ -114,7 +114,7 @@ def conv_plan(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
         geometry.conv_out_size(size, f, s, d, p)
         for size, f, s, d, p in zip((h, wd), (fh, fw), stride, dilation, pads)
     )
-    _check_fits(out_hw, (h, wd), (fh, fw), dilation, pads, x_name)
+    _check_fits(out_hw, (h, wd), f"the kernel {(fh, fw)} of {w_name}", dilation, pads, x_name)
     _check_bytes(w.shape, w.dtype.itemsize, lambda: f"{w_name} of shape {w.shape}")
     padded = (n, h + sum(pads[0]), wd + sum(pads[1]), c_in)
     _check_bytes(padded, x.dtype.itemsize, lambda: _padded_what(x, x_name, pads, pad_name))
@@ -152,7 +152,7 @@ def pool_plan(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=F
         geometry.pool_out_size(size, f, s, d, p, ceil_mode)
         for size, f, s, d, p in zip((h, wd), kernel, stride, dilation, pads)
     )
-    _check_fits(out_hw, (h, wd), kernel, dilation, pads, x_name)
+    _check_fits(out_hw, (h, wd), f"the kernel {f_name}={kernel}", dilation, pads, x_name)
     for axis, size, f, s, d, p, out in zip(
         ("height", "width"), (h, wd), kernel, stride, dilation, pads, out_hw
     ):
@@ -183,7 +183,7 @@ def pool_plan(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=F
 def _check_fits(out_hw, in_hw, kernel, dilation, pads, x_name):
     if min(out_hw) < 1:
         raise ValueError(
-            f"the kernel {kernel} with dilation {dilation} is larger than the padded input: "
+            f"{kernel} with dilation {dilation} is larger than the padded input: "
             f"{x_name} spatial size {in_hw} padded by {pads}"
         )
 
