@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import refcnn
-from refcnn import conv as refconv
+from refcnn.fast import FastConfig
 
 HERE = Path(__file__).resolve().parent
 
@@ -180,13 +180,12 @@ if which == 'torch':
             return F.conv2d(xt, wt, bt, stride=2, padding=3)
 else:
     import refcnn
-    from refcnn import conv as refconv
+    from refcnn.fast import DEFAULT_CONFIG, FastConfig
     acc, target = sys.argv[2], sys.argv[3]
-    if target != 'default':
-        refconv._BLOCK_TARGET_BYTES = int(target)
-    refcnn.conv2d(x[:1], w, b, stride=2, padding=3, accumulate=acc)
+    config = DEFAULT_CONFIG if target == 'default' else FastConfig(block_target_bytes=int(target))
+    refcnn.conv2d(x[:1], w, b, stride=2, padding=3, accumulate=acc, config=config)
     def call():
-        return refcnn.conv2d(x, w, b, stride=2, padding=3, accumulate=acc,
+        return refcnn.conv2d(x, w, b, stride=2, padding=3, accumulate=acc, config=config,
                              workspace_bytes=int(target) if target != 'default' else None)
 import gc; gc.collect()
 with open('/proc/self/clear_refs', 'w') as fh:
@@ -219,15 +218,11 @@ def chunking_speed(repeats):
     x = rng.standard_normal((64, 112, 112, 3)).astype(np.float32)
     w = (rng.standard_normal((7, 7, 3, 64)) / 12).astype(np.float32)
     b = np.zeros(64, np.float32)
-    default_target = refconv._BLOCK_TARGET_BYTES
+    one_block = FastConfig(block_target_bytes=2**62)
 
     def unchunked():
-        refconv._BLOCK_TARGET_BYTES = 2**62
-        try:
-            refcnn.conv2d(x, w, b, stride=2, padding=3, accumulate="native",
-                          workspace_bytes=2**62)
-        finally:
-            refconv._BLOCK_TARGET_BYTES = default_target
+        refcnn.conv2d(x, w, b, stride=2, padding=3, accumulate="native", config=one_block,
+                      workspace_bytes=2**62)
 
     return time_alternating({
         "chunked": lambda: refcnn.conv2d(x, w, b, stride=2, padding=3, accumulate="native"),
