@@ -87,7 +87,7 @@ def _conv_transpose(case: Case, x, w, b):
     y = _fn("conv_transpose", case.rank)(
         x, w, b, stride=case.stride, padding=low, output_padding=case.output_padding,
         groups=case.groups, dilation=case.dilation)
-    if low == tuple(a for a, _ in pads) and low == tuple(c for _, c in pads):
+    if all(a == c for a, c in pads):
         return y
     # torch computes the full output cropped by ``low`` on both sides; crop the rest.
     out = geometry.out_spatial(case)
