@@ -220,7 +220,7 @@ def test_indices_only_when_asked(backend):
 ], ids=lambda c: c.id)
 def test_read_only_inputs_accepted_untouched_and_not_aliased(backend, case):
     inputs = make_inputs(case)
-    arrays = {k: getattr(inputs, k) for k in ("x", "w", "b", "dy") if getattr(inputs, k) is not None}
+    arrays = {k: a for k in ("x", "w", "b", "dy") if (a := getattr(inputs, k)) is not None}
     assert not any(a.flags.writeable for a in arrays.values())
     before = {k: a.copy() for k, a in arrays.items()}
     with warnings.catch_warnings():
