@@ -1,6 +1,6 @@
 """Vectorized 2-D max and average pooling on NHWC inputs, with their gradients.
 
-Conventions (torch's; see ``refcnn.geometry`` and ``shared/semantics.md``):
+Conventions (torch's; see ``refcnn.geometry`` and ``docs/semantics.md``):
 max pooling pads with -inf and routes each window's gradient to its **first**
 maximum in row-major window order; a window holding NaN outputs NaN and routes
 its gradient to the last NaN (torch's ``val > max || isnan(val)`` scan); a
