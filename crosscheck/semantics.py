@@ -132,7 +132,8 @@ DIFFERENCES: tuple[Difference, ...] = (
          "jax": "end for 'SAME', start for 'SAME_LOWER'", "tensorflow": "end",
          "onnx": "end for SAME_UPPER, start for SAME_LOWER"},
         sources=("docs/semantics.md", "pytorch#67551"),
-        notes="torch rejects padding='same' with stride > 1: such cases are unsupported there.",
+        notes="torch rejects padding='same' with stride > 1 (pytorch#67551): the torch backend "
+              "pads such cases explicitly, as users must.",
     ),
     Difference(
         "ceil_mode_last_window",
@@ -146,8 +147,9 @@ DIFFERENCES: tuple[Difference, ...] = (
         "unsupported_options",
         "Options a framework cannot express",
         {"refcnn": "all supported",
-         "torch": "padding='same' with stride > 1; pooling pad > kernel/2; average-pool "
-                  "dilation; max-pool padding valid only once dilation is counted",
+         "torch": "pooling pad > kernel/2 with ceil_mode or count_include_pad=False; "
+                  "average-pool dilation; 'same' for transposed conv; float16/bfloat16 "
+                  "avg_pool3d on CPU",
          "jax": "max-pool gradient with window dilation (NotImplementedError)"},
         sources=("pytorch#67551", "pytorch#7541", "docs/semantics.md"),
         notes="Such cases are reported as unsupported for that backend, never as failures.",

@@ -92,7 +92,7 @@ def edge_cases() -> tuple[Case, ...]:
                 tags=("global average pooling",)),
         Case.of("adaptive_max_pool", 3, n=1, spatial=(3, 4, 5), c_in=2, output_size=1,
                 tags=("global max pooling",)),
-        Case.of("max_pool", 1, n=2, spatial=(9,), c_in=2, kernel=3, stride=2, padding=1,
+        Case.of("max_pool", 1, n=2, spatial=(9,), c_in=1, kernel=3, stride=2, padding=1,
                 return_indices=True, tags=("indices",)),
     )
 

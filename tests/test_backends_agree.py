@@ -91,7 +91,6 @@ CASES = [
 
 #: (backend, case id) -> a word its unsupported() reason must contain.
 EXPECTED_UNSUPPORTED = {
-    ("torch", "conv2d-fwd-n1h16w9c2o2-k7x3-s2x2-psame-d1x1-g1-float64-s0"): "'same'",
     ("torch", "max_pool2d-fwd-n1h7w7c2-k2x2-s2x2-p0.1.1.0-d1x1-ceil-float64-s0"): "ceil_mode",
     ("torch", "avg_pool2d-fwd-n1h7w6c2-k3x2-s2x1-p1.0.0.1-d1x1-excl-float64-s0"):
         "count_include_pad=False",

@@ -108,7 +108,7 @@ def test_run_rerun_snippet_case_id_reruns_exactly_that_case(tmp_path):
     (["--backends", "fake_backends:NoSuchClass"], "could not be created"),
     (["--backends", "no_such_module_xyz:Backend"], "unavailable"),
     (["--dtypes", "float8"], "unknown dtype"),
-    (["--ops", "conv3d"], "unknown op"),
+    (["--ops", "conv4d"], "unknown op"),
 ])
 def test_run_usage_errors_exit_2(args, message, capsys):
     assert run("--cases", "smoke", *args) == 2

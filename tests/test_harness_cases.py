@@ -71,7 +71,7 @@ def test_bfloat16_rounding_matches_torch():
 
 def test_invalid_case_fields_are_refused():
     with pytest.raises(ValueError, match="op must be"):
-        Case.legacy_2d("conv3d", "forward", 1, 2, 2, 1, 1, (1, 1))
+        Case.legacy_2d("conv4d", "forward", 1, 2, 2, 1, 1, (1, 1))
     with pytest.raises(ValueError, match="dtype must be"):
         Case.legacy_2d("conv2d", "forward", 1, 2, 2, 1, 1, (1, 1), dtype="int8")
     with pytest.raises(ValueError, match="not a case id"):

@@ -39,7 +39,8 @@ class Refuses(RefcnnBackend):
 
 def test_a_correct_backend_passes():
     (r,) = runner.run_case(CASE, {"refcnn": RefcnnBackend()})
-    assert r.status == "passed" and r.worst_ratio == 0.0
+    # refcnn's fast path against the spec: within the bound, not bit for bit.
+    assert r.status == "passed" and r.worst_ratio < 1.0
 
 
 def test_a_wrong_backend_fails_and_is_the_odd_one_out():
