@@ -15,10 +15,11 @@ the inputs' dtype; ``"native"`` keeps float32 in float32 (float16 in float32),
 as frameworks do, and never makes a float64 copy of anything.
 
 Block sizes are the knobs of :class:`refcnn.fast.FastConfig`, passed as
-``config=``. Inputs are first brought to C order with C strides
-(:func:`refcnn.fast.layout.c_array`: no copy when they already are), and
-every strided view is made by :func:`refcnn.fast.layout.window_view` from
-shapes the plan knows, so no caller's strides are ever stepped along.
+``config=``. Strided views are made only by :func:`refcnn.fast.layout.window_view`,
+on buffers made here or on an input already in C order (re-viewed with C
+strides, :func:`refcnn.fast.layout.c_array`), with steps worked out from
+shapes, so no caller's strides are ever stepped along; an input in another
+layout is read through padded slabs, which give the same patches.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def conv2d_planned(plan: ConvPlan, x, w, b, accumulate="float64", workspace_byte
     check_config(config)
     out_dtype = result_dtype(x, w) if b is None else result_dtype(x, w, b)
     acc = _acc_dtype(accumulate, out_dtype)
-    x, w = c_array(x), c_array(w)
+    w = c_array(w)
     bias = None if b is None else b.reshape(plan.c_out).astype(acc)
     if _channelwise(plan):
         y = _channelwise_correlate(plan, x, c_array(w, acc), acc, config, bias)
@@ -110,7 +111,8 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
     """:func:`conv2d_backward` for arguments already checked into ``plan``."""
     check_config(config)
     acc = _acc_dtype(accumulate, result_dtype(x, w, dy))
-    dy, x, w = c_array(dy), c_array(x), c_array(w)
+    # A C-ordered dy makes db's sum run in the same order whatever the caller's layout.
+    dy, w = c_array(dy), c_array(w)
     if _channelwise(plan):
         dx, dw = _channelwise_backward(plan, dy, _pad(x, plan, acc), w, acc, config)
     else:
@@ -233,16 +235,20 @@ def _padded_blocks(x, plan: ConvPlan, acc, config, workspace_bytes):
     """``(block, src, src_block)`` for each patch block: ``src`` holds the zero-padded
     input, in ``acc``, that the block reads, with the block's coordinates in it.
 
-    ``src`` is x itself (C-ordered, see :func:`refcnn.fast.layout.c_array`) when that
-    needs no copy, else a slab of just the rows the block reads, padded into a buffer
-    reused across blocks (see :func:`_padded_slab`): no padded copy of the whole input
-    is made, and the slab is still in cache when the patches are gathered from it.
+    ``src`` is x itself (as a view with C strides, see
+    :func:`refcnn.fast.layout.c_array`) when that needs no copy, else a slab of just
+    the rows the block reads, padded into a buffer reused across blocks (see
+    :func:`_padded_slab`): no padded copy of the whole input is made, nor a copy of an
+    x in another layout, and the slab is still in cache when the patches are gathered
+    from it. Both give the same patch matrices.
     """
     blocks = _patch_blocks(plan, acc, config, workspace_bytes)
     (t, b), (left, r) = plan.pads
-    if t == b == left == r == 0 and x.dtype == acc:
+    if (t == b == left == r == 0 and x.dtype == acc and x.flags.c_contiguous
+            and x.flags.aligned):
+        src = c_array(x)
         for blk in blocks:
-            yield blk, x, blk
+            yield blk, src, blk
         return
     if not blocks:
         return
