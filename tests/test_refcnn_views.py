@@ -191,7 +191,7 @@ CALLS = [
     *_notebook_pool_calls("average", {"f": 2, "stride": 1}),
 ]
 
-DTYPES = {"f64": np.float64, "f32": np.float32}
+DTYPES = {"f64": np.float64, "f32": np.float32, "f16": np.float16}
 
 
 def _params():
