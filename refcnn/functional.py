@@ -21,6 +21,8 @@ the words ``'same'`` (output ``ceil(L / stride)``, the odd pixel after),
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from refcnn import geometry, spec
@@ -330,13 +332,6 @@ def adaptive_max_pool_backward(dy, x, output_size):
 
 # Argument checks: sizes only, no array is touched -------------------------------------
 
-class _Geometry:
-    """The checked options of one call (plain attributes)."""
-
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
-
-
 def _f64(a):
     return None if a is None else np.ascontiguousarray(a, dtype=np.float64)
 
@@ -411,7 +406,7 @@ def _conv_geometry(x, w, b, stride, padding, dilation, groups):
     out = tuple(geometry.conv_out_size(m, k, s, d, p)
                 for m, k, s, d, p in zip(size, kernel, stride, dilation, pads))
     _check_fits(out, size, kernel, dilation, pads)
-    return _Geometry(stride=stride, pads=pads, dilation=dilation, groups=groups,
+    return SimpleNamespace(stride=stride, pads=pads, dilation=dilation, groups=groups,
                      out_shape=(x.shape[0], *out, c_out))
 
 
@@ -444,7 +439,7 @@ def _transpose_geometry(x, w, b, stride, padding, output_padding, dilation, grou
         raise ValueError(f"padding {pads} leaves no output: conv_transpose of x spatial size "
                          f"{size} with kernel {kernel}, stride {stride}, dilation {dilation} "
                          f"and output_padding {output_padding} gives size {out}")
-    return _Geometry(stride=stride, pads=pads, dilation=dilation, groups=groups,
+    return SimpleNamespace(stride=stride, pads=pads, dilation=dilation, groups=groups,
                      output_padding=output_padding, out_shape=(x.shape[0], *out, c_out))
 
 
@@ -473,7 +468,7 @@ def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
                 f"padding {pads} is too large for kernel_size={kernel}, dilation={dilation}: "
                 f"pooling window {window} along spatial axis {axis} lies entirely in the "
                 f"padding")
-    return _Geometry(kernel=kernel, stride=stride, dilation=dilation, pads=pads,
+    return SimpleNamespace(kernel=kernel, stride=stride, dilation=dilation, pads=pads,
                      out_shape=(x.shape[0], *out, x.shape[-1]))
 
 

@@ -1,8 +1,9 @@
 """Output sizes, 'same' padding and pooling divisors: the conventions refcnn follows.
 
 Everything here is per spatial axis, so it serves 1-, 2- and 3-D alike; the
-checks work on sizes alone, in constant time, before any array is allocated.
-refcnn follows torch wherever frameworks differ (see ``shared/semantics.md``):
+checks (output sizes, :func:`empty_window`) work on sizes alone, in constant time,
+before any array is allocated.
+refcnn follows torch wherever frameworks differ (see ``docs/semantics.md``):
 
 * 'same' puts the odd padding pixel at the end (bottom/right), as TF, JAX
   ``'SAME'`` and ONNX ``SAME_UPPER`` do, for any stride and dilation;
@@ -49,15 +50,8 @@ def resolve_pads(padding, sizes, kernel, stride, dilation) -> tuple[tuple[int, i
 
 
 def resolve_padding(padding, in_hw, kernel, stride, dilation):
-    """Per-side padding ``((top, bottom), (left, right))`` for any padding spec."""
-    padding = as_padding(padding)
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    if padding == "same":
-        return tuple(
-            same_pads(n, f, s, d) for n, f, s, d in zip(in_hw, kernel, stride, dilation)
-        )
-    return padding
+    """Per-side padding ``((top, bottom), (left, right))`` for any 2-D padding spec."""
+    return resolve_pads(as_padding(padding), in_hw, kernel, stride, dilation)
 
 
 def conv_out_size(size: int, f: int, stride: int, dilation: int, pads) -> int:
