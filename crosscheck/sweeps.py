@@ -98,7 +98,7 @@ def edge_cases() -> tuple[Case, ...]:
 
 
 def probe_cases() -> tuple[Case, ...]:
-    """Max-pool cases whose inputs exercise the known differences (ties, NaN, -inf)."""
+    """Pooling cases whose inputs exercise the known differences (ties, NaN, -inf)."""
     geometries = [
         Case.of("max_pool", 2, n=2, spatial=(7, 7), c_in=3, kernel=3, stride=1, padding=1),
         Case.of("max_pool", 2, n=2, spatial=(8, 7), c_in=2, kernel=3, stride=2, padding=1,
@@ -110,6 +110,9 @@ def probe_cases() -> tuple[Case, ...]:
                 return_indices=True),
         Case.of("adaptive_max_pool", 2, n=1, spatial=(7, 6), c_in=2, output_size=(3, 4),
                 return_indices=True),
+        # Averages must keep a NaN or an infinity in the bins that hold it.
+        Case.of("adaptive_avg_pool", 2, n=1, spatial=(7, 6), c_in=2, output_size=(3, 4)),
+        Case.of("avg_pool", 1, n=2, spatial=(9,), c_in=2, kernel=3, stride=2, padding=1),
     ]
     cases = []
     for g in geometries:

@@ -232,9 +232,18 @@ def _divisor(x_shape, out, kernel, stride, dilation, pads, count_include_pad, di
 def adaptive_avg_pool(x, out):
     """Mean over each adaptive bin (:func:`refcnn.geometry.adaptive_bins`); a bin is a
     product of per-axis ranges, so its sum is taken one axis at a time."""
-    sums, counts = _bin_matrices(x.shape[1:-1], out)
-    for axis, m in enumerate(sums):
-        x = np.moveaxis(np.tensordot(m, x, axes=([1], [axis + 1])), 0, axis + 1)
+    # Slices, not the 0/1 bin matrices of the VJP: a product with a matrix would spread a
+    # NaN or an infinity (0 * inf is NaN) to every bin of its axis.
+    _, counts = _bin_matrices(x.shape[1:-1], out)
+    for axis, (m, o) in enumerate(zip(x.shape[1:-1], out)):
+        start, end = geometry.adaptive_bins(m, o)
+        shape = list(x.shape)
+        shape[axis + 1] = o
+        binned = np.empty(shape)
+        for i, (s, e) in enumerate(zip(start, end)):
+            index = (slice(None),) * (axis + 1)
+            binned[index + (i,)] = x[index + (slice(s, e),)].sum(axis=axis + 1)
+        x = binned
     return x / reduce(np.multiply.outer, counts).reshape(1, *out, 1)
 
 
