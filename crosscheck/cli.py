@@ -92,13 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
                          help="per-case time limit; a target that exceeds it is stopped "
                               "(default: %(default)s)")
     conform.add_argument("--in-process", action="store_true",
-                         help="call the target in this process (no timeout; for debugging)")
+                         help="trust the target: import and call it in the judging process "
+                              "(no timeout, and a target that patches numpy or crosscheck, or "
+                              "exits, bends or ends the verdict; for debugging your own code)")
+    conform.add_argument("--seed", type=_seed, nargs="?", const="random", default=0,
+                         metavar="N",
+                         help="draw the inputs from seed N (without N: a fresh random seed, "
+                              "printed), so that a target replaying recorded answers is "
+                              "caught (default: 0, the same inputs every run)")
     conform.add_argument("--json", metavar="PATH", help="write the verdicts and every case "
                                                         "as JSON")
     conform.add_argument("--all-failures", action="store_true",
                          help="print every failing case, not only the first per function")
     conform.set_defaults(handler=cmd_conform)
     return parser
+
+
+def _seed(text: str) -> int:
+    if text == "random":
+        import secrets
+
+        return 1 + secrets.randbelow(2**31 - 1)
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -424,16 +442,24 @@ def cmd_conform(args) -> int:
                          f"{', '.join(conform.FUNCTIONS)}")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    # SIGTERM (a cancelled CI job, kill PID) as Ctrl-C: the worker is stopped, and what was
+    # judged is still printed and written.
+    previous = _sigterm_as_interrupt()
     try:
         outcome = conform.check_target(
             args.target, functions=functions, case_ids=args.case or None, strict=args.strict,
-            timeout=args.timeout, in_process=args.in_process, progress=sys.stderr)
+            timeout=args.timeout, in_process=args.in_process, seed=args.seed,
+            progress=sys.stderr)
     except conform.TargetError as exc:
         print(f"crosscheck conform: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if args.json:
         conform.write_json(args.json, outcome)
     conform.print_verdicts(outcome, sys.stdout, all_failures=args.all_failures)
+    if outcome.stopped:
+        return EXIT_INTERRUPTED
     return EXIT_OK if outcome.conformant else EXIT_DISCREPANCY
 
 

@@ -5,8 +5,8 @@
 ``--junitxml``, ``-k`` and ``-n auto`` work on them, and collection is the same
 in every process (it does not depend on the target, which is loaded only when
 the first item runs; items of functions the target lacks are skipped). The
-target runs in a worker process with a per-case timeout, as in
-``crosscheck conform``.
+target runs in a worker process with a per-case timeout, and is judged in the
+pytest process, which never imports it, as in ``crosscheck conform``.
 
 Nothing heavy is imported at module import: this module is loaded by every
 pytest run in an environment where the package is installed.
@@ -102,6 +102,8 @@ class ConformItem(pytest.Item):
             pytest.skip(f"{session.spec} does not provide {self.case.function}")
         outcome = session.check(self.case)
         self.user_properties.append(("crosscheck_status", outcome.status))
+        if outcome.status == "skipped":  # an earlier case of the function timed out or crashed
+            pytest.skip(outcome.message)
         if outcome.max_error is not None:
             self.user_properties.append(("crosscheck_max_error", repr(outcome.max_error)))
         if outcome.status == "reported":
@@ -141,10 +143,10 @@ class _Session:
         from crosscheck import conform
 
         self.spec = spec
-        self.runner = conform.TargetProcess(spec, timeout)
+        self.session = conform.ConformSession(spec, timeout)
         self.error: str | None = None
         try:
-            self.provided = self.runner.start()
+            self.provided = self.session.start()
         except conform.TargetError as exc:
             self.provided, self.error = [], str(exc)
         else:
@@ -153,10 +155,10 @@ class _Session:
                               f"({', '.join(conform.FUNCTIONS)})")
 
     def check(self, cc):
-        return self.runner.check(cc)
+        return self.session.outcome(cc)
 
     def close(self):
-        self.runner.close()
+        self.session.close()
 
 
 _SESSION_KEY = pytest.StashKey["_Session"]()

@@ -16,27 +16,35 @@ was modified. Inputs are continuous random values, so ties never decide a
 verdict; ``strict`` adds probes that *report* the tie and NaN conventions the
 target follows (they never fail it).
 
-The target runs in a worker process (:class:`TargetProcess`): a case that takes
-longer than ``timeout`` seconds is stopped with a clear message, the worker is
-restarted and the function's remaining cases are skipped.
+Conform runs the target's code: run it on code you trust, or in a container. The
+target runs in a worker process (:class:`TargetProcess`) that imports only the target and
+calls it, and sends back plain arrays (never a pickle); the reference, the bounds, the
+comparison and the mutation check run in this process, which never imports the target, so
+a target that patches NumPy or crosscheck bends nothing but its own process. A case that
+takes longer than ``timeout`` seconds is stopped; a crash, an exit, ``SystemExit`` or
+``KeyboardInterrupt`` is that case's status (:data:`STATUSES`); after a timeout or crash the
+function's remaining cases are skipped and the next function gets a new worker.
+``in_process=True`` (``--in-process``) trusts the target and calls it here.
 
 The package, one module per job (each imports only those above it):
 
-- :mod:`~crosscheck.conform.target`: the notebook API (:data:`FUNCTIONS`) and loading a
-  target (:func:`load_target`, :class:`Target`, :class:`TargetError`);
+- :mod:`~crosscheck.conform.target`: the target's side, and all the worker imports: the
+  notebook API (:data:`FUNCTIONS`), loading a target (:func:`load_target`, :class:`Target`,
+  :class:`TargetError`), calling it (:func:`call_steps`), the worker loop and the wire format;
 - :mod:`~crosscheck.conform.sweep`: the conformance sweep (:class:`ConformCase`, the case
   lists, :func:`conformance_cases`, :func:`conform_case`);
 - :mod:`~crosscheck.conform.reproduce`: the reproduction snippet of a case;
-- :mod:`~crosscheck.conform.checks`: checking one case (:func:`run_check`, :class:`CaseOutcome`);
-- :mod:`~crosscheck.conform.worker`: running the target in a worker process with the timeout
-  (:class:`TargetProcess`), or in this one (:class:`InProcessTarget`);
+- :mod:`~crosscheck.conform.checks`: judging one case (:func:`run_check`, :class:`CaseOutcome`,
+  the statuses);
+- :mod:`~crosscheck.conform.worker`: the runners: a worker process with the timeout
+  (:class:`TargetProcess`), or this process (:class:`InProcessTarget`);
 - :mod:`~crosscheck.conform.verdicts`: the sweep over a target and its verdicts
-  (:func:`check_target`, :func:`print_verdicts`, :func:`write_json`).
+  (:class:`ConformSession`, :func:`check_target`, :func:`print_verdicts`, :func:`write_json`).
 
 Everything public is re-exported here: ``from crosscheck.conform import check_target``.
 """
 
-from crosscheck.conform.checks import CaseOutcome, run_check
+from crosscheck.conform.checks import FAILING, NOT_RUN, STATUSES, STOPPED, CaseOutcome, run_check
 from crosscheck.conform.reproduce import reproduction
 from crosscheck.conform.sweep import (
     CONV_GEOMETRIES,
@@ -53,9 +61,11 @@ from crosscheck.conform.sweep import (
 from crosscheck.conform.target import FUNCTIONS, Target, TargetError, load_target
 from crosscheck.conform.verdicts import (
     CONFORMANT,
+    INCOMPLETE,
     NOT_CONFORMANT,
     NOT_PROVIDED,
     ConformOutcome,
+    ConformSession,
     FunctionVerdict,
     check_target,
     print_verdicts,
@@ -67,7 +77,8 @@ from crosscheck.conform.worker import InProcessTarget, TargetProcess
 __all__ = ["FUNCTIONS", "ConformCase", "CaseOutcome", "ConformOutcome", "FunctionVerdict",
            "TargetError", "TargetProcess", "InProcessTarget", "check_target", "conform_case",
            "conformance_cases", "load_target", "print_verdicts", "reproduction", "run_check",
-           "write_json",
+           "write_json", "ConformSession", "STATUSES", "STOPPED", "FAILING", "NOT_RUN",
+           "INCOMPLETE",
            # also public before the split into a package
            "CONFORMANT", "NOT_CONFORMANT", "NOT_PROVIDED", "Target", "verdicts_from", "from_case",
            "CONV_GEOMETRIES", "POOL_GEOMETRIES", "ZERO_PAD_SHAPES", "SINGLE_STEP_SHAPES",

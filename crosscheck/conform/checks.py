@@ -1,17 +1,18 @@
-"""Checking one case: :func:`run_check` calls the target and returns a :class:`CaseOutcome`.
+"""Judging one case: :func:`run_check` has the target called and returns a :class:`CaseOutcome`.
 
 Shapes first, then values against refcnn in float64 under the rounding-error bounds of
-:mod:`crosscheck.tolerance`, then that no input array was modified.
+:mod:`crosscheck.tolerance`, then that no input array was modified. All of it runs here, in
+the judging process: the target is only *called*, through a runner (a worker process, or
+this process for ``--in-process``), which gets the inputs and gives back plain arrays, so
+nothing the target does to NumPy, crosscheck or its own copies of the inputs reaches the
+reference, the bounds, the comparison or the copies the mutation check compares against.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import json
 import math
-import os
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,15 +21,36 @@ from crosscheck.cases import Case, make_inputs
 from crosscheck.compare import Discrepancy, compare
 from crosscheck.conform.reproduce import reproduction
 from crosscheck.conform.sweep import ConformCase
+from crosscheck.conform.target import call_steps
 from crosscheck.tolerance import UNIT_ROUNDOFF, Bound, bounds
+
+#: What became of one case. ``passed``, ``failed`` (a wrong shape or value, a modified input,
+#: an exception), ``reported`` (a strict convention probe: never a failure); the target ended
+#: or lost its process, each its own way: ``timeout`` (no answer in time: stopped),
+#: ``crashed`` (killed by a signal: a segfault), ``exited`` (it ended the process with an
+#: exit code: ``os._exit``), ``protocol-error`` (its worker's answer was not in the wire
+#: format: the target wrote into crosscheck's pipe); it raised ``SystemExit``
+#: (``system-exit``) or ``KeyboardInterrupt`` (``keyboard-interrupt``); or the case did not
+#: run: ``skipped`` (an earlier case of the same function timed out or ended the process),
+#: ``import-failed`` (importing the target again for a new worker failed), ``interrupted``
+#: (crosscheck conform was stopped first).
+PASSED, FAILED, REPORTED = "passed", "failed", "reported"
+TIMEOUT, CRASHED, EXITED, PROTOCOL_ERROR = "timeout", "crashed", "exited", "protocol-error"
+SYSTEM_EXIT, KEYBOARD_INTERRUPT = "system-exit", "keyboard-interrupt"
+SKIPPED, IMPORT_FAILED, INTERRUPTED = "skipped", "import-failed", "interrupted"
+STATUSES = (PASSED, FAILED, REPORTED, TIMEOUT, CRASHED, EXITED, PROTOCOL_ERROR, SYSTEM_EXIT,
+            KEYBOARD_INTERRUPT, SKIPPED, IMPORT_FAILED, INTERRUPTED)
+#: The worker was stopped or lost on the case, and replaced for the next function.
+STOPPED = (TIMEOUT, CRASHED, EXITED, PROTOCOL_ERROR)
+#: Statuses that make the function non-conformant.
+FAILING = (FAILED, *STOPPED, SYSTEM_EXIT, KEYBOARD_INTERRUPT)
+#: The case was never judged, through no fault shown yet: the verdict is incomplete.
+NOT_RUN = (IMPORT_FAILED, INTERRUPTED)
+
 
 @dataclass
 class CaseOutcome:
-    """The result of one conformance case.
-
-    status: ``passed``, ``failed``, ``timeout``, ``skipped`` (after a timeout of the
-    same function) or ``reported`` (a strict convention probe: never a failure).
-    """
+    """The result of one conformance case; ``status`` is one of :data:`STATUSES`."""
 
     function: str
     case_id: str
@@ -51,38 +73,191 @@ class CaseOutcome:
         return d
 
 
-# The crosscheck package, not this subpackage: a target's traceback is cut at its own frames.
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+class Stopped(Exception):
+    """The target's process ended or was stopped during a case (raised by a runner's call).
+
+    ``status`` is one of :data:`STOPPED`; ``message`` says what happened, to which call;
+    ``detail`` what the process left behind (the target's line in a crash dump).
+    """
+
+    def __init__(self, status: str, message: str, detail: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.detail = status, message, detail
 
 
 class _Fail(Exception):
     """A failed check inside :func:`run_check` (the message says what was wrong)."""
 
 
-def _snapshot(named: dict) -> dict:
-    return {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else dict(v)
-                if isinstance(v, dict) else v) for k, v in named.items()}
+class _Raised(Exception):
+    """The target raised: the plain facts the runner sent back (type, message, file:line)."""
+
+    def __init__(self, info: dict):
+        super().__init__(info.get("message", ""))
+        self.info = info
 
 
-def _mutated(named: dict, before: dict) -> list[str]:
-    changed = []
-    for k, v in named.items():
-        old = before[k]
-        if isinstance(v, np.ndarray):
-            if v.shape != old.shape or not np.array_equal(v, old, equal_nan=True):
-                changed.append(k)
-        elif isinstance(v, dict) and v != old:
-            changed.append(k)
-    return changed
+# ---- calling the target through a runner --------------------------------------------------------
+def _in(name: str) -> dict:
+    """An argument: the case's input ``name`` (one object across the steps of a case)."""
+    return {"input": name}
 
 
-def _as_array(value, what: str) -> np.ndarray:
+def _result(step: int, item: int | None = None) -> dict:
+    """An argument: what step ``step`` returned (its ``item``), kept where the target runs."""
+    return {"result": [step, item]}
+
+
+def _arg(a):
+    if isinstance(a, dict):
+        return a
+    if isinstance(a, tuple):
+        return {"tuple": [_arg(x) for x in a]}
+    return {"value": a}
+
+
+def _step(function: str, *args, unpack: int | None = None, want=(), label: str | None = None,
+          **kwargs) -> dict:
+    return {"function": function, "args": [_arg(a) for a in args],
+            "kwargs": {k: _arg(v) for k, v in kwargs.items()}, "unpack": unpack,
+            "want": list(want), "label": label}
+
+
+class _Direct:
+    """A runner calling ``functions`` in this process (:func:`run_check` given a dict)."""
+
+    def __init__(self, functions: dict):
+        self.functions = functions
+        self.provided = sorted(functions)
+
+    def call(self, header: dict, arrays: dict):
+        return call_steps(self.functions, header, arrays)
+
+
+class _ForCase:
+    """A runner whose calls name the case they belong to (for the runner's messages)."""
+
+    def __init__(self, runner, case_id: str):
+        self.runner, self.case_id = runner, case_id
+        self.provided = runner.provided
+
+    def call(self, header: dict, arrays: dict):
+        return self.runner.call({**header, "case": self.case_id}, arrays)
+
+
+class _Reply:
+    """What the target's calls gave back, read against the copies kept here."""
+
+    def __init__(self, reply: dict, arrays: dict, steps: list, before: dict):
+        self.reply, self.arrays, self.steps, self.before = reply, arrays, steps, before
+
+    def output(self, step: int, item, what: str) -> np.ndarray:
+        got = self.reply["steps"][step]["outputs"][self.steps[step]["want"].index(item)]
+        if "error" in got:
+            raise _Fail(f"{what} is not an array of numbers: {got['error']}")
+        return self.arrays[got["array"]]
+
+    @property
+    def mutated(self) -> list[str]:
+        """The inputs that hold something else after the calls (bit for bit)."""
+        changed = []
+        for name, old in self.before.items():
+            now = self.reply["inputs"][name]
+            if "array" in now:
+                a = self.arrays[now["array"]]
+                same = (isinstance(old, np.ndarray) and a.shape == old.shape
+                        and a.dtype == old.dtype and a.tobytes() == old.tobytes())
+            else:
+                same = "value" in now and now["value"] == old
+            if not same:
+                changed.append(name)
+        return changed
+
+
+def _call(runner, named: dict, steps: list) -> _Reply:
+    """Have the target run ``steps`` on the inputs ``named``; raise _Raised or _Fail (a result
+    that cannot be unpacked), or let the runner's Stopped through."""
+    arrays = {k: v for k, v in named.items() if isinstance(v, np.ndarray)}
+    values = {k: v for k, v in named.items() if not isinstance(v, np.ndarray)}
+    # The copies the mutation check compares against: made here, before any call.
+    before = {k: (v.copy() if isinstance(v, np.ndarray) else json.loads(json.dumps(v)))
+              for k, v in named.items()}
+    reply, out = runner.call({"op": "call", "steps": steps, "values": values}, arrays)
+    if reply["raised"] is not None:
+        raise _Raised(reply["raised"])
+    for step, info in zip(steps, reply["steps"]):
+        n = step["unpack"]
+        if n is not None and info.get("len") != n:
+            size = f" of {info['len']}" if info.get("len") is not None else ""
+            what = step["function"]
+            message = f"{what} must return a tuple of {n}, got a {info['type']}{size}"
+            raise _Fail(f"{step['label']}: {message}" if step["label"] else message)
+    return _Reply(reply, out, steps, before)
+
+
+def run_check(target, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
+    """Run one conformance case and judge it. Never raises for anything the target does.
+
+    ``target``: a runner (``provided`` and ``call``, as :class:`~crosscheck.conform.worker.
+    TargetProcess`), or a dict name -> callable, called in this process.
+    """
+    runner = _ForCase(target if hasattr(target, "call") else _Direct(target), cc.id)
+    start = time.perf_counter()
+    outcome = CaseOutcome(cc.function, cc.id, PASSED, params=cc.params(),
+                          reproduce=reproduction(spec, cc))
     try:
-        return np.asarray(value, dtype=np.float64)
-    except Exception as exc:  # noqa: BLE001
-        raise _Fail(f"{what} is not an array of numbers: {type(value).__name__} ({exc})")
+        discs, mutated, convention = _CHECKS[cc.function](runner, cc)
+        outcome.discrepancies = [d.to_dict() for d in discs]
+        outcome.mutated = mutated
+        finite = [d for d in discs if d.error is None]
+        if finite:
+            outcome.max_error = max(d.max_abs_error for d in finite)
+            outcome.worst_ratio = max(d.worst_ratio for d in finite)
+        bad = [d for d in discs if not d.passed]
+        if cc.probe:
+            outcome.status, outcome.convention = REPORTED, convention
+            outcome.message = convention or ""
+        elif bad:
+            outcome.status = FAILED
+            d = bad[0]
+            outcome.message = (d.error if d.error else
+                               f"{d.output}: {d.mismatches}/{d.elements} elements outside the "
+                               f"bound, max abs error {d.max_abs_error:.3g} at "
+                               f"{d.max_abs_index} (got {d.actual_at_worst!r}, expected "
+                               f"{d.expected_at_worst!r}, allowed +-{d.allowed_at_worst:.3g})")
+            if len(bad) > 1:
+                outcome.message += "; also " + ", ".join(b.output for b in bad[1:])
+        elif mutated:
+            outcome.status = FAILED
+            outcome.message = (f"modified its input{'s' if len(mutated) > 1 else ''} "
+                               f"{', '.join(mutated)} in place (values were right)")
+    except _Fail as exc:
+        outcome.status, outcome.message = (REPORTED if cc.probe else FAILED), str(exc)
+        if cc.probe:
+            outcome.convention = f"could not tell: {exc}"
+    except _Raised as exc:
+        info = exc.info
+        where = f" at {info['where']}" if info.get("where") else ""
+        kind = info.get("kind")
+        if kind == SYSTEM_EXIT:
+            outcome.status = SYSTEM_EXIT
+            outcome.message = (f"raised SystemExit({info.get('code')!r}){where}: the target "
+                               "tried to end the process (sys.exit or exit() in a function?)")
+        elif kind == KEYBOARD_INTERRUPT:
+            outcome.status = KEYBOARD_INTERRUPT
+            outcome.message = f"raised KeyboardInterrupt{where}: {info['message']}".rstrip(": ")
+        else:
+            outcome.status = REPORTED if cc.probe else FAILED
+            outcome.message = f"raised {info['type']}: {info['message']}{where}"
+            if cc.probe:
+                outcome.convention = f"raised {info['type']}"
+    except Stopped as exc:
+        outcome.status, outcome.message = exc.status, exc.message
+    outcome.seconds = time.perf_counter() - start
+    return outcome
 
 
+# ---- the checks, one per notebook function ------------------------------------------------------
 def _check_shape(got: np.ndarray, want: tuple, what: str, hint: str = "") -> None:
     if tuple(got.shape) != tuple(want):
         raise _Fail(f"{what} has shape {tuple(got.shape)}, expected {tuple(want)}"
@@ -96,62 +271,6 @@ def _out_size_hint(cc: ConformCase) -> str:
     n_h, n_w = c.out_hw()
     return (f"n_H = floor((n_H_prev + 2*pad - f) / stride) + 1 = floor(({c.h} + {2 * pad} - {f})"
             f" / {s}) + 1 = {n_h}; n_W = floor(({c.w} + {2 * pad} - {f}) / {s}) + 1 = {n_w}")
-
-
-def _unpack(result, n: int, what: str):
-    if not isinstance(result, (tuple, list)) or len(result) != n:
-        kind = type(result).__name__
-        size = f" of {len(result)}" if isinstance(result, (tuple, list)) else ""
-        raise _Fail(f"{what} must return a tuple of {n}, got a {kind}{size}")
-    return result
-
-
-def run_check(functions: dict, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
-    """Run one conformance case on ``functions`` (name -> callable). Never raises."""
-    start = time.perf_counter()
-    outcome = CaseOutcome(cc.function, cc.id, "passed", params=cc.params(),
-                          reproduce=reproduction(spec, cc))
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # notebook code likes to print
-            discs, mutated, convention = _CHECKS[cc.function](functions, cc)
-        outcome.discrepancies = [d.to_dict() for d in discs]
-        outcome.mutated = mutated
-        finite = [d for d in discs if d.error is None]
-        if finite:
-            outcome.max_error = max(d.max_abs_error for d in finite)
-            outcome.worst_ratio = max(d.worst_ratio for d in finite)
-        bad = [d for d in discs if not d.passed]
-        if cc.probe:
-            outcome.status, outcome.convention = "reported", convention
-            outcome.message = convention or ""
-        elif bad:
-            outcome.status = "failed"
-            d = bad[0]
-            outcome.message = (d.error if d.error else
-                               f"{d.output}: {d.mismatches}/{d.elements} elements outside the "
-                               f"bound, max abs error {d.max_abs_error:.3g} at "
-                               f"{d.max_abs_index} (got {d.actual_at_worst!r}, expected "
-                               f"{d.expected_at_worst!r}, allowed +-{d.allowed_at_worst:.3g})")
-            if len(bad) > 1:
-                outcome.message += "; also " + ", ".join(b.output for b in bad[1:])
-        elif mutated:
-            outcome.status = "failed"
-            outcome.message = (f"modified its input{'s' if len(mutated) > 1 else ''} "
-                               f"{', '.join(mutated)} in place (values were right)")
-    except _Fail as exc:
-        outcome.status, outcome.message = ("reported" if cc.probe else "failed"), str(exc)
-        if cc.probe:
-            outcome.convention = f"could not tell: {exc}"
-    except Exception as exc:  # noqa: BLE001 - the target raised
-        frames = [fr for fr in traceback.extract_tb(exc.__traceback__)
-                  if not os.path.abspath(fr.filename).startswith(_PACKAGE_DIR)]
-        where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
-        outcome.status = "reported" if cc.probe else "failed"
-        outcome.message = f"raised {type(exc).__name__}: {exc}{where}"
-        if cc.probe:
-            outcome.convention = f"raised {type(exc).__name__}"
-    outcome.seconds = time.perf_counter() - start
-    return outcome
 
 
 def _compare(spec_output: str, got, want: np.ndarray, allowed, cc: ConformCase) -> Discrepancy:
@@ -168,48 +287,44 @@ def _reference(case: Case, inputs):
     return ref, bounds(case, inputs, ref)
 
 
-def _check_zero_pad(fns, cc):
+def _check_zero_pad(runner, cc):
     rng = np.random.default_rng([cc.seed, 11])
     X = rng.standard_normal(cc.shape)
     p = cc.pad
     want = np.pad(X, ((0, 0), (p, p), (p, p), (0, 0)))
-    named = {"X": X}
-    before = _snapshot(named)
-    got = _as_array(fns["zero_pad"](X, p), "X_pad")
+    r = _call(runner, {"X": X}, [_step("zero_pad", _in("X"), p, want=[None])])
+    got = r.output(0, None, "X_pad")
     _check_shape(got, want.shape, "X_pad", "pad only the height and width, by pad on each side")
-    return [_compare("X_pad", got, want, np.zeros(want.shape), cc)], _mutated(named, before), None
+    return [_compare("X_pad", got, want, np.zeros(want.shape), cc)], r.mutated, None
 
 
-def _check_single_step(fns, cc):
+def _check_single_step(runner, cc):
     rng = np.random.default_rng([cc.seed, 12])
     a = rng.standard_normal(cc.shape)
     W = rng.standard_normal(cc.shape)
     b = rng.standard_normal((1, 1, 1))
     products = a * W
     want = np.array(math.fsum(products.ravel()) + b.item())
-    named = {"a_slice_prev": a, "W": W, "b": b}
-    before = _snapshot(named)
-    got = _as_array(fns["conv_single_step"](a, W, b), "Z")
+    r = _call(runner, {"a_slice_prev": a, "W": W, "b": b},
+              [_step("conv_single_step", _in("a_slice_prev"), _in("W"), _in("b"), want=[None])])
+    got = r.output(0, None, "Z")
     if got.size != 1:
         raise _Fail(f"Z must be a single value, got shape {got.shape}")
     k = products.size + 1
     allowed = 2 * UNIT_ROUNDOFF["float64"] * (k * (np.abs(products).sum() + abs(b.item()))
                                               + abs(want.item()))
-    return ([_compare("Z", got.reshape(()), want, np.array(allowed), cc)],
-            _mutated(named, before), None)
+    return [_compare("Z", got.reshape(()), want, np.array(allowed), cc)], r.mutated, None
 
 
-def _check_mask(fns, cc):
+def _check_mask(runner, cc):
     rng = np.random.default_rng([cc.seed, 13])
     if cc.probe:
         x = np.array([[1.0, 3.0, 2.0], [3.0, 0.0, 3.0], [2.0, 1.0, 0.5]])
     else:
         x = rng.standard_normal(cc.shape)
     want = (x == np.max(x)).astype(np.float64)
-    named = {"x": x}
-    before = _snapshot(named)
-    raw = fns["create_mask_from_window"](x)
-    got = _as_array(raw, "mask")
+    r = _call(runner, {"x": x}, [_step("create_mask_from_window", _in("x"), want=[None])])
+    got = r.output(0, None, "mask")
     _check_shape(got, x.shape, "mask", "the mask has the window's shape")
     disc = _compare("mask", got, want, np.zeros(x.shape), cc)
     convention = None
@@ -222,15 +337,16 @@ def _check_mask(fns, cc):
             convention = "marks only the first maximum (torch's routing rule)"
         else:
             convention = f"marks {int(np.count_nonzero(got))} cells of 3 tied maxima: neither rule"
-    return [disc], _mutated(named, before), convention
+    return [disc], r.mutated, convention
 
 
-def _check_distribute(fns, cc):
+def _check_distribute(runner, cc):
     rng = np.random.default_rng([cc.seed, 14])
     dz = float(rng.standard_normal() * 3)
     n_h, n_w = cc.shape
     want = np.full(cc.shape, dz / (n_h * n_w))
-    got = _as_array(fns["distribute_value"](dz, cc.shape), "a")
+    r = _call(runner, {}, [_step("distribute_value", dz, tuple(cc.shape), want=[None])])
+    got = r.output(0, None, "a")
     _check_shape(got, want.shape, "a", "the matrix has the given shape (n_H, n_W)")
     allowed = 4 * UNIT_ROUNDOFF["float64"] * np.abs(want)
     return [_compare("a", got, want, allowed, cc)], [], None
@@ -241,35 +357,35 @@ def _conv_arrays(cc):
     return inputs, inputs.x.copy(), inputs.w.copy(), inputs.b.reshape(1, 1, 1, -1).copy()
 
 
-def _check_conv_forward(fns, cc):
+_CONV_ARGS = (_in("A_prev"), _in("W"), _in("b"), _in("hparameters"))
+
+
+def _check_conv_forward(runner, cc):
     inputs, A_prev, W, b = _conv_arrays(cc)
-    hp = cc.hparameters()
-    named = {"A_prev": A_prev, "W": W, "b": b, "hparameters": hp}
-    before = _snapshot(named)
-    Z, _cache = _unpack(fns["conv_forward"](A_prev, W, b, hp), 2, "conv_forward")
+    r = _call(runner, {"A_prev": A_prev, "W": W, "b": b, "hparameters": cc.hparameters()},
+              [_step("conv_forward", *_CONV_ARGS, unpack=2, want=[0])])
     ref, bnds = _reference(cc.case, inputs)
-    Z = _as_array(Z, "Z")
+    Z = r.output(0, 0, "Z")
     _check_shape(Z, ref["y"].shape, "Z", _out_size_hint(cc))
-    return [_compare("Z", Z, ref["y"], bnds["y"], cc)], _mutated(named, before), None
+    return [_compare("Z", Z, ref["y"], bnds["y"], cc)], r.mutated, None
 
 
-def _check_conv_backward(fns, cc):
+def _check_conv_backward(runner, cc):
     inputs, A_prev, W, b = _conv_arrays(cc)
-    hp = cc.hparameters()
-    dZ = inputs.dy.copy()
-    named = {"A_prev": A_prev, "W": W, "b": b, "hparameters": hp, "dZ": dZ}
-    before = _snapshot(named)
-    if "conv_forward" in fns:
-        try:
-            _Z, cache = _unpack(fns["conv_forward"](A_prev, W, b, hp), 2, "conv_forward")
-        except _Fail as exc:
-            raise _Fail(f"conv_forward (called for its cache): {exc}") from None
+    named = {"A_prev": A_prev, "W": W, "b": b, "hparameters": cc.hparameters(),
+             "dZ": inputs.dy.copy()}
+    if "conv_forward" in runner.provided:
+        steps = [_step("conv_forward", *_CONV_ARGS, unpack=2,
+                       label="conv_forward (called for its cache)")]
+        cache = _result(0, 1)
     else:  # no forward: the notebook's cache layout
-        cache = (A_prev, W, b, hp)
-    dA_prev, dW, db = _unpack(fns["conv_backward"](dZ, cache), 3, "conv_backward")
+        steps, cache = [], _CONV_ARGS
+    steps.append(_step("conv_backward", _in("dZ"), cache, unpack=3, want=[0, 1, 2]))
+    r = _call(runner, named, steps)
     ref, bnds = _reference(cc.case, inputs)
-    dA_prev, dW, db = (_as_array(dA_prev, "dA_prev"), _as_array(dW, "dW"),
-                       _as_array(db, "db"))
+    last = len(steps) - 1
+    dA_prev, dW, db = (r.output(last, 0, "dA_prev"), r.output(last, 1, "dW"),
+                       r.output(last, 2, "db"))
     _check_shape(dA_prev, A_prev.shape, "dA_prev", "A_prev's shape: crop the padding "
                  "with da_prev_pad[pad:pad + n_H_prev], which also works for pad=0")
     _check_shape(dW, W.shape, "dW", "W's shape")
@@ -277,7 +393,7 @@ def _check_conv_backward(fns, cc):
     discs = [_compare("dA_prev", dA_prev, ref["dx"], bnds["dx"], cc),
              _compare("dW", dW, ref["dw"], bnds["dw"], cc),
              _compare("db", db.reshape(-1), ref["db"], bnds["db"], cc)]
-    return discs, _mutated(named, before), None
+    return discs, r.mutated, None
 
 
 def _pool_inputs(cc):
@@ -285,14 +401,13 @@ def _pool_inputs(cc):
     return inputs, inputs.x.copy()
 
 
-def _check_pool_forward(fns, cc):
+def _check_pool_forward(runner, cc):
     inputs, A_prev = _pool_inputs(cc)
-    hp = cc.hparameters()
-    named = {"A_prev": A_prev, "hparameters": hp}
-    before = _snapshot(named)
-    A, _cache = _unpack(fns["pool_forward"](A_prev, hp, mode=cc.mode), 2, "pool_forward")
+    r = _call(runner, {"A_prev": A_prev, "hparameters": cc.hparameters()},
+              [_step("pool_forward", _in("A_prev"), _in("hparameters"), mode=cc.mode,
+                     unpack=2, want=[0])])
     ref, bnds = _reference(cc.case, inputs)
-    A = _as_array(A, "A")
+    A = r.output(0, 0, "A")
     _check_shape(A, ref["y"].shape, "A", _out_size_hint(cc))
     disc = _compare("A", A, ref["y"], bnds["y"], cc)
     convention = None
@@ -304,31 +419,29 @@ def _check_pool_forward(fns, cc):
             convention = "a window holding NaN gives the max of the rest (tensorflow's rule)"
         else:
             convention = "NaN handled by neither rule: " + disc.summary()
-    return [disc], _mutated(named, before), convention
+    return [disc], r.mutated, convention
 
 
-def _check_pool_backward(fns, cc):
+def _check_pool_backward(runner, cc):
     inputs, A_prev = _pool_inputs(cc)
-    hp = cc.hparameters()
-    dA = inputs.dy.copy()
-    named = {"A_prev": A_prev, "hparameters": hp, "dA": dA}
-    before = _snapshot(named)
-    if "pool_forward" in fns:
-        try:
-            _A, cache = _unpack(fns["pool_forward"](A_prev, hp, mode=cc.mode), 2,
-                                "pool_forward")
-        except _Fail as exc:
-            raise _Fail(f"pool_forward (called for its cache): {exc}") from None
-    else:
-        cache = (A_prev, hp)
-    got = _as_array(fns["pool_backward"](dA, cache, mode=cc.mode), "dA_prev")
+    named = {"A_prev": A_prev, "hparameters": cc.hparameters(), "dA": inputs.dy.copy()}
+    args = (_in("A_prev"), _in("hparameters"))
+    if "pool_forward" in runner.provided:
+        steps = [_step("pool_forward", *args, mode=cc.mode, unpack=2,
+                       label="pool_forward (called for its cache)")]
+        cache = _result(0, 1)
+    else:  # the notebook's cache layout
+        steps, cache = [], args
+    steps.append(_step("pool_backward", _in("dA"), cache, mode=cc.mode, want=[None]))
+    r = _call(runner, named, steps)
     ref, bnds = _reference(cc.case, inputs)
+    got = r.output(len(steps) - 1, None, "dA_prev")
     _check_shape(got, A_prev.shape, "dA_prev", "A_prev's shape")
     disc = _compare("dA_prev", got, ref["dx"], bnds["dx"], cc)
     convention = None
     if cc.probe:
         convention = _pool_backward_convention(cc, inputs, got, disc)
-    return [disc], _mutated(named, before), convention
+    return [disc], r.mutated, convention
 
 
 def _pool_backward_convention(cc, inputs, got, disc) -> str:

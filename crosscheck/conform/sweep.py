@@ -95,15 +95,16 @@ class ConformCase:
         return p
 
 
-def _conv_case(direction, m, h, w, c_prev, c, f, stride, pad, inputs="random") -> Case:
+def _conv_case(direction, m, h, w, c_prev, c, f, stride, pad, inputs="random",
+               seed=0) -> Case:
     return Case.of("conv", 2, direction, n=m, spatial=(h, w), c_in=c_prev, c_out=c,
                    kernel=(f, f), stride=(stride, stride), padding=((pad, pad), (pad, pad)),
-                   inputs=inputs)
+                   inputs=inputs, seed=seed)
 
 
-def _pool_case(op, direction, m, h, w, c, f, stride, inputs="random") -> Case:
+def _pool_case(op, direction, m, h, w, c, f, stride, inputs="random", seed=0) -> Case:
     return Case.of(op[:-2], 2, direction, n=m, spatial=(h, w), c_in=c, kernel=(f, f),
-                   stride=(stride, stride), inputs=inputs)
+                   stride=(stride, stride), inputs=inputs, seed=seed)
 
 
 def from_case(case: Case) -> ConformCase:
@@ -175,31 +176,38 @@ def conform_case(case_id: str) -> ConformCase:
     return _helper_case(g["fn"], dims, int(g["hseed"]), probe=probe)
 
 
-def conformance_cases(functions=None, strict: bool = False) -> list[ConformCase]:
-    """The conformance sweep, function by function in :data:`FUNCTIONS` order (deterministic)."""
+def conformance_cases(functions=None, strict: bool = False, seed: int = 0) -> list[ConformCase]:
+    """The conformance sweep, function by function in :data:`FUNCTIONS` order (deterministic).
+
+    ``seed`` draws other inputs on the same geometries (a target that replays the answers
+    of a default run is caught); case ids carry it, so ``--case`` redoes the case.
+    """
     wanted = set(functions or FUNCTIONS)
     out: list[ConformCase] = []
     if "zero_pad" in wanted:
-        out += [_helper_case("zero_pad", s, i, pad=p) for i, (s, p) in enumerate(ZERO_PAD_SHAPES)]
+        out += [_helper_case("zero_pad", s, seed + i, pad=p)
+                for i, (s, p) in enumerate(ZERO_PAD_SHAPES)]
     if "conv_single_step" in wanted:
-        out += [_helper_case("conv_single_step", (f, f, c), i)
+        out += [_helper_case("conv_single_step", (f, f, c), seed + i)
                 for i, (f, c) in enumerate(SINGLE_STEP_SHAPES)]
     for function, direction in (("conv_forward", "forward"), ("conv_backward", "backward")):
         if function in wanted:
-            out += [from_case(_conv_case(direction, *g)) for g in CONV_GEOMETRIES]
+            out += [from_case(_conv_case(direction, *g, seed=seed)) for g in CONV_GEOMETRIES]
     for function, direction in (("pool_forward", "forward"), ("pool_backward", "backward")):
         if function in wanted:
-            out += [from_case(_pool_case(op, direction, *g))
+            out += [from_case(_pool_case(op, direction, *g, seed=seed))
                     for op in ("max_pool2d", "avg_pool2d") for g in POOL_GEOMETRIES]
             if strict:
                 probe = (2, 6, 6, 2, 3, 1)   # overlapping windows: ties are shared
                 kinds = ("ties", "nan") if direction == "backward" else ("nan",)
-                out += [from_case(_pool_case("max_pool2d", direction, *probe, inputs=k))
-                        for k in kinds]
+                out += [from_case(_pool_case("max_pool2d", direction, *probe, inputs=k,
+                                             seed=seed)) for k in kinds]
     if "create_mask_from_window" in wanted:
-        out += [_helper_case("create_mask_from_window", s, i) for i, s in enumerate(MASK_SHAPES)]
+        out += [_helper_case("create_mask_from_window", s, seed + i)
+                for i, s in enumerate(MASK_SHAPES)]
         if strict:
-            out.append(_helper_case("create_mask_from_window", (3, 3), 0, probe="ties"))
+            out.append(_helper_case("create_mask_from_window", (3, 3), seed, probe="ties"))
     if "distribute_value" in wanted:
-        out += [_helper_case("distribute_value", s, i) for i, s in enumerate(DISTRIBUTE_SHAPES)]
+        out += [_helper_case("distribute_value", s, seed + i)
+                for i, s in enumerate(DISTRIBUTE_SHAPES)]
     return out

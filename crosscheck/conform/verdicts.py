@@ -1,5 +1,6 @@
-"""Verdicts: run the sweep on a target (:func:`check_target`), one verdict per function, and
-print them (:func:`print_verdicts`) or write them as JSON (:func:`write_json`).
+"""Verdicts: run the sweep on a target (:func:`check_target`, case by case through a
+:class:`ConformSession`), one verdict per function, and print them (:func:`print_verdicts`)
+or write them as JSON (:func:`write_json`).
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from crosscheck.conform.checks import CaseOutcome
-from crosscheck.conform.sweep import conform_case, conformance_cases
+from crosscheck.conform.checks import (FAILING, IMPORT_FAILED, INTERRUPTED, NOT_RUN, REPORTED,
+                                       SKIPPED, STOPPED, CaseOutcome)
+from crosscheck.conform.sweep import ConformCase, conform_case, conformance_cases
 from crosscheck.conform.target import FUNCTIONS, TargetError
 from crosscheck.conform.worker import InProcessTarget, TargetProcess
 
 CONFORMANT, NOT_CONFORMANT, NOT_PROVIDED = "conformant", "not conformant", "not provided"
+#: No case failed, but some never ran (a failed re-import, an interrupted run): no verdict.
+INCOMPLETE = "incomplete"
 
 
 @dataclass
@@ -25,13 +29,16 @@ class FunctionVerdict:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    not_run: int = 0
     first_failure: CaseOutcome | None = None
     failures: list = field(default_factory=list)
     reported: list = field(default_factory=list)
+    first_not_run: CaseOutcome | None = None
 
     def to_dict(self) -> dict:
         return {"function": self.function, "verdict": self.verdict, "cases": self.cases,
                 "passed": self.passed, "failed": self.failed, "skipped": self.skipped,
+                "not_run": self.not_run,
                 "first_failure": self.first_failure.to_dict() if self.first_failure else None,
                 "conventions": {o.case_id: o.convention for o in self.reported}}
 
@@ -44,16 +51,20 @@ class ConformOutcome:
     outcomes: list
     seconds: float
     strict: bool = False
+    seed: int = 0
+    stopped: str | None = None
 
     @property
     def conformant(self) -> bool:
-        return all(v.verdict in (CONFORMANT, NOT_PROVIDED) for v in self.verdicts.values())
+        return self.stopped is None and all(
+            v.verdict in (CONFORMANT, NOT_PROVIDED) for v in self.verdicts.values())
 
     def to_dict(self) -> dict:
         from crosscheck.report import versions
 
         return {"versions": versions(), "target": self.target, "provided": self.provided,
-                "strict": self.strict, "seconds": round(self.seconds, 3),
+                "strict": self.strict, "seed": self.seed, "seconds": round(self.seconds, 3),
+                "complete": self.stopped is None, "stopped": self.stopped,
                 "conformant": self.conformant,
                 "summary": {k: v.to_dict() for k, v in self.verdicts.items()},
                 "results": [o.to_dict() for o in self.outcomes]}
@@ -66,20 +77,87 @@ def verdicts_from(outcomes, provided, functions) -> dict:
             verdicts[name] = FunctionVerdict(name, NOT_PROVIDED)
             continue
         mine = [o for o in outcomes if o.function == name]
-        judged = [o for o in mine if o.status != "reported"]
-        fails = [o for o in judged if o.status in ("failed", "timeout")]
-        v = FunctionVerdict(name, NOT_CONFORMANT if fails else CONFORMANT, cases=len(judged),
-                            passed=sum(o.status == "passed" for o in judged), failed=len(fails),
-                            skipped=sum(o.status == "skipped" for o in judged),
-                            first_failure=fails[0] if fails else None, failures=fails,
-                            reported=[o for o in mine if o.status == "reported"])
-        verdicts[name] = v
+        judged = [o for o in mine if o.status != REPORTED]
+        fails = [o for o in mine if o.status in FAILING]
+        not_run = [o for o in mine if o.status in NOT_RUN]
+        verdict = NOT_CONFORMANT if fails else INCOMPLETE if not_run else CONFORMANT
+        verdicts[name] = FunctionVerdict(
+            name, verdict, cases=len(judged), passed=sum(o.status == "passed" for o in judged),
+            failed=len(fails), skipped=sum(o.status == SKIPPED for o in judged),
+            not_run=len(not_run), first_failure=fails[0] if fails else None, failures=fails,
+            reported=[o for o in mine if o.status == REPORTED],
+            first_not_run=not_run[0] if not_run else None)
     return verdicts
 
 
+_ENDED = {"timeout": "timed out", "crashed": "crashed", "exited": "ended the process",
+          "protocol-error": "broke crosscheck's pipe"}
+
+
+class ConformSession:
+    """The target behind a runner, case by case: what ``check_target`` and the pytest plugin
+    share. After a case on which the worker was stopped (a timeout or crash), the rest of that
+    function is skipped; the next function gets a new worker, and when importing the target
+    again fails, that function's cases are marked ``import-failed`` (each later function
+    tries once more) while every verdict already reached stands.
+    """
+
+    def __init__(self, spec: str, timeout: float = 10.0, in_process: bool = False):
+        self.spec = spec
+        self.runner = InProcessTarget(spec) if in_process else TargetProcess(spec, timeout)
+        self.provided: list[str] = []
+        self._ended: dict[str, CaseOutcome] = {}
+        self._unimported: dict[str, str] = {}
+
+    def start(self) -> list[str]:
+        """Import the target (TargetError when it cannot be)."""
+        self.runner.__enter__()
+        self.provided = self.runner.start()
+        return self.provided
+
+    def outcome(self, cc: ConformCase) -> CaseOutcome:
+        ended = self._ended.get(cc.function)
+        if ended is not None:
+            return CaseOutcome(cc.function, cc.id, SKIPPED,
+                               f"skipped: an earlier case of this function ({ended.case_id}) "
+                               f"{_ENDED[ended.status]}", cc.params())
+        if cc.function in self._unimported:
+            return CaseOutcome(cc.function, cc.id, IMPORT_FAILED, self._unimported[cc.function],
+                               cc.params())
+        try:
+            outcome = self.runner.check(cc)
+        except TargetError as exc:  # a new worker, after a timeout or crash, could not import
+            last = next(reversed(self._ended.values()), None)
+            after = (f" after {last.function} {_ENDED[last.status]} on {last.case_id}"
+                     if last else "")
+            self._unimported[cc.function] = (f"not run: importing the target again{after} "
+                                             f"failed: {exc}")
+            return self.outcome(cc)
+        if outcome.status in STOPPED:
+            self._ended[cc.function] = outcome
+        return outcome
+
+    def close(self, graceful: bool = True) -> None:
+        self.runner.close(graceful)
+        self.runner.__exit__(None, None, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.close(graceful=exc_type is None)
+        return False
+
+
 def check_target(spec: str, *, functions=None, case_ids=None, strict: bool = False,
-                 timeout: float = 10.0, in_process: bool = False, progress=None) -> ConformOutcome:
-    """Run the conformance sweep (or ``case_ids``) on ``spec``; TargetError if it cannot load."""
+                 timeout: float = 10.0, in_process: bool = False, seed: int = 0,
+                 progress=None) -> ConformOutcome:
+    """Run the conformance sweep (or ``case_ids``) on ``spec``; TargetError if it cannot load.
+
+    ``seed`` draws other inputs than the default sweep's (the ids carry it). Interrupted
+    (Ctrl-C, or SIGTERM where the caller turns it into KeyboardInterrupt), it returns what was
+    judged, the rest ``interrupted`` and ``stopped`` set, after stopping the worker.
+    """
     start = time.perf_counter()
     if case_ids:
         try:
@@ -89,38 +167,36 @@ def check_target(spec: str, *, functions=None, case_ids=None, strict: bool = Fal
         if functions:
             cases = [c for c in cases if c.function in functions]
     else:
-        cases = conformance_cases(functions, strict)
+        cases = conformance_cases(functions, strict, seed=seed)
     wanted = list(functions or FUNCTIONS)
     if case_ids:
         wanted = [f for f in wanted if any(c.function == f for c in cases)]
-    runner = InProcessTarget(spec) if in_process else TargetProcess(spec, timeout)
     outcomes: list[CaseOutcome] = []
-    with runner:
-        provided = runner.start()
+    stopped = None
+    with ConformSession(spec, timeout, in_process) as session:
+        provided = session.start()
         if not provided:
             raise TargetError(f"{spec} provides none of the notebook functions "
                               f"({', '.join(FUNCTIONS)})")
         if not set(provided) & set(wanted):
             raise TargetError(f"{spec} provides none of the requested functions "
                               f"({', '.join(wanted)}); it provides {', '.join(provided)}")
+        mine = [cc for cc in cases if cc.function in provided]
         if progress is not None:
             print(f"crosscheck conform {spec}: provides {', '.join(provided)}; "
-                  f"{sum(c.function in provided for c in cases)} cases", file=progress)
-        stopped: set[str] = set()
-        for cc in cases:
-            if cc.function not in provided:
-                continue
-            if cc.function in stopped:
-                outcomes.append(CaseOutcome(cc.function, cc.id, "skipped",
-                                            "skipped: an earlier case of this function timed "
-                                            "out", cc.params()))
-                continue
-            outcome = runner.check(cc)
-            outcomes.append(outcome)
-            if outcome.status == "timeout":
-                stopped.add(cc.function)
+                  f"{len(mine)} cases" + (f", seed {seed} (rerun with --seed {seed})"
+                                           if seed and not case_ids else ""), file=progress)
+        try:
+            for cc in mine:
+                outcomes.append(session.outcome(cc))
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+            session.close(graceful=False)
+            outcomes += [CaseOutcome(cc.function, cc.id, INTERRUPTED,
+                                     "not run: crosscheck conform was interrupted", cc.params())
+                         for cc in mine[len(outcomes):]]
     return ConformOutcome(spec, provided, verdicts_from(outcomes, provided, wanted), outcomes,
-                          time.perf_counter() - start, strict)
+                          time.perf_counter() - start, strict, seed, stopped)
 
 
 def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = False) -> None:
@@ -132,14 +208,21 @@ def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = Fa
         if v.verdict == CONFORMANT:
             detail = f"  ({v.passed}/{v.cases} cases)"
         elif v.verdict == NOT_CONFORMANT:
+            ended = next((o for o in v.failures if o.status in STOPPED), None)
             detail = f"  ({v.failed}/{v.cases} cases failed" + (
-                f", {v.skipped} skipped after a timeout)" if v.skipped else ")")
-        shown = v.verdict.upper() if v.verdict == NOT_CONFORMANT else v.verdict
+                f", {v.skipped} skipped after it {_ENDED[ended.status]})" if v.skipped and ended
+                else ")")
+        elif v.verdict == INCOMPLETE:
+            detail = f"  ({v.passed}/{v.cases} cases passed, {v.not_run} not run)"
+        shown = v.verdict if v.verdict in (CONFORMANT, NOT_PROVIDED) else v.verdict.upper()
         print(f"  {name.ljust(width)}  {shown}{detail}", file=stream)
     for name, v in outcome.verdicts.items():
+        if v.first_not_run is not None:
+            print(f"\n{name}: {v.not_run} cases {v.first_not_run.message}", file=stream)
         for o in (v.failures if all_failures else v.failures[:1]):
+            status = f" ({o.status})" if o.status != "failed" else ""
             print(f"\n{name}: {'first failing' if not all_failures else 'failing'} case "
-                  f"{o.case_id}", file=stream)
+                  f"{o.case_id}{status}", file=stream)
             print(f"  parameters: {_params_text(o.params)}", file=stream)
             print(f"  {o.message}", file=stream)
             if o.max_error is not None:
@@ -153,7 +236,12 @@ def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = Fa
         print("\nconventions (--strict; reported, never a failure):", file=stream)
         for o in reported:
             print(f"  {o.function} [{o.case_id}]: {o.convention}", file=stream)
-    verdict = ("conformant" if outcome.conformant else "NOT conformant")
+    if outcome.stopped:
+        verdict = f"{outcome.stopped}: no verdict on what did not run"
+    elif any(v.verdict == NOT_CONFORMANT for v in outcome.verdicts.values()):
+        verdict = "NOT conformant"
+    else:
+        verdict = "conformant" if outcome.conformant else "INCOMPLETE: not every case ran"
     print(f"\n{outcome.target}: {verdict}", file=stream)
 
 

@@ -1,46 +1,41 @@
-"""Running the target: in a worker process killed on a timeout, or in this process.
+"""Runners: who calls the target. :class:`TargetProcess` calls it in a worker process, the
+default; :class:`InProcessTarget` calls it in this one (``--in-process``: trusted code only).
 
-:func:`_worker_main` is the spawned process's entry point; multiprocessing imports it by its
-qualified name, ``crosscheck.conform.worker._worker_main``.
+The worker (see :mod:`crosscheck.conform.target`) is a fresh interpreter running
+``target.py`` as a script: it imports the target and nothing of crosscheck or refcnn, and
+answers each case with plain arrays over a pipe that is read without unpickling. It runs in
+a process group of its own, so stopping it stops whatever the target started too, and dies
+with this process: on SIGTERM or Ctrl-C the runner's ``close`` (the ``with`` block, or
+:mod:`atexit`) kills the group, and on Linux the kernel kills the worker if this process is
+killed outright.
 """
 
 from __future__ import annotations
 
-import importlib
+import atexit
 import os
+import re
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+import weakref
 
-from crosscheck.conform.checks import CaseOutcome, run_check
-from crosscheck.conform.reproduce import reproduction
-from crosscheck.conform.sweep import ConformCase, conform_case
-from crosscheck.conform.target import Target, TargetError, load_target
+from crosscheck.conform import target as target_side
+from crosscheck.conform.checks import (CRASHED, EXITED, PROTOCOL_ERROR, TIMEOUT, CaseOutcome,
+                                       Stopped, run_check)
+from crosscheck.conform.sweep import ConformCase
+from crosscheck.conform.target import (FUNCTIONS, Target, TargetError, WireError, call_steps,
+                                       encode, load_target, read_message, write_all)
 
-def _worker_main(conn, cwd: str) -> None:
-    """Worker loop: load the target, then run checks on request until told to stop."""
-    import signal
+_LIVE: "weakref.WeakSet[TargetProcess]" = weakref.WeakSet()
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    target = None
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
-        kind, payload = message
-        if kind == "stop":
-            return
-        if kind == "load":
-            try:
-                target = load_target(payload)
-                conn.send(("loaded", sorted(target.functions)))
-            except TargetError as exc:
-                conn.send(("error", str(exc)))
-        elif kind == "check":
-            spec, case_id = payload
-            conn.send(("outcome", run_check(target.functions, conform_case(case_id), spec)))
+
+@atexit.register
+def _stop_live_workers() -> None:
+    for runner in list(_LIVE):
+        runner.close(graceful=False)
 
 
 class TargetProcess:
@@ -50,105 +45,270 @@ class TargetProcess:
         self.spec, self.timeout = spec, timeout
         self.load_timeout = load_timeout if load_timeout is not None else max(60.0, timeout)
         self.provided: list[str] = []
-        self._process = self._conn = None
+        self.origin: str | None = None  # the target's file, as the worker found it
+        self._proc: subprocess.Popen | None = None
+        self._send = self._recv = None
+        self._stderr = None
+        self._seq = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (also its process group's), while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> list[str]:
-        import multiprocessing
-
-        # spawn: the caller may hold threads (pytest with torch loaded), fork would be unsafe.
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        # Look the worker function up by name: pickling it for spawn needs the object that
-        # sys.modules holds now (pytester, for one, re-imports modules between runs).
-        worker = importlib.import_module(__name__)._worker_main
-        self._process = ctx.Process(target=worker, args=(child, os.getcwd()),
-                                    name="crosscheck-conform-target", daemon=True)
-        self._process.start()
-        child.close()
-        self._conn.send(("load", self.spec))
-        if not self._conn.poll(self.load_timeout):
-            self.close()
-            raise TargetError(f"cannot import {self.spec}: the import did not finish in "
-                              f"{self.load_timeout:g} s")
+        """Start a worker and import the target in it; TargetError when that fails."""
+        self.close()
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        self._stderr = tempfile.TemporaryFile()
         try:
-            kind, payload = self._conn.recv()
-        except EOFError:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", target_side.WORKER_BOOT, target_side.__file__,
+                 str(child_in), str(child_out), str(os.getpid())],
+                pass_fds=(child_in, child_out), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True)
+        except BaseException:
+            for fd in (to_child, child_in, child_out, from_child):
+                os.close(fd)
+            raise
+        os.close(child_in)
+        os.close(child_out)
+        os.set_blocking(to_child, False)
+        self._send, self._recv = to_child, from_child
+        _LIVE.add(self)
+        try:
+            reply, _ = self._exchange({"op": "load", "spec": self.spec,
+                                       "sys_path": [os.getcwd(), *sys.path]},
+                                      {}, self.load_timeout)
+        except Stopped as exc:
+            self.close(graceful=False)
+            how = (f"the import did not finish in {self.load_timeout:g} s"
+                   if exc.status == TIMEOUT else
+                   f"the worker {exc.message} while importing it{exc.detail}")
+            raise TargetError(f"cannot import {self.spec}: {how}") from None
+        except WireError as exc:
+            self.close(graceful=False)
+            raise TargetError(f"cannot import {self.spec}: the worker's answer was not in "
+                              f"crosscheck's format ({exc})") from None
+        if "error" in reply:
             self.close()
-            raise TargetError(f"cannot import {self.spec}: the worker process died while "
-                              "importing it") from None
-        if kind == "error":
-            self.close()
-            raise TargetError(payload)
-        self.provided = payload
-        return payload
+            raise TargetError(str(reply["error"]))
+        provided = reply.get("provided")
+        if not isinstance(provided, list) or not set(provided) <= set(FUNCTIONS):
+            self.close(graceful=False)
+            raise TargetError(f"cannot import {self.spec}: the worker's answer was malformed")
+        self.provided = provided
+        origin = reply.get("origin")
+        self.origin = origin if isinstance(origin, str) else None
+        return provided
+
+    def call(self, header: dict, arrays: dict):
+        """Run one case's steps in the worker: (reply, arrays), or Stopped (and no worker)."""
+        if self._proc is None:
+            self.start()
+        functions = " then ".join(dict.fromkeys(s["function"] for s in header["steps"]))
+        case = header.get("case")
+        try:
+            reply, out = self._exchange(header, arrays, self.timeout)
+            target_side.check_reply(header, list(arrays), reply, out)
+        except WireError as exc:
+            self.close(graceful=False)
+            raise Stopped(PROTOCOL_ERROR, f"the worker's answer to {functions} on {case} is not "
+                                          f"in crosscheck's format ({exc}): the target wrote "
+                                          "into crosscheck's pipe or broke its worker") from None
+        except Stopped as exc:
+            if exc.status == TIMEOUT:
+                message = (f"timed out: no answer from {functions} on {case} after "
+                           f"{self.timeout:g} s; the target was stopped (does it loop forever? "
+                           "raise --timeout for a slow implementation)")
+            else:
+                message = (f"the target's process {exc.message} while running {functions} on "
+                           f"{case}{exc.detail}")
+            raise Stopped(exc.status, message) from None
+        return reply, out
 
     def check(self, cc: ConformCase) -> CaseOutcome:
-        if self._process is None:
-            self.start()
-        self._conn.send(("check", (self.spec, cc.id)))
-        start = time.perf_counter()
-        if self._conn.poll(self.timeout):
-            try:
-                return self._conn.recv()[1]
-            except EOFError:
-                message = "the target's process died (a crash in native code?)"
-        else:
-            message = (f"timed out: no answer after {self.timeout:g} s; the target was stopped "
-                       "(does it loop forever? raise --timeout for a slow implementation)")
-        code = self._process.exitcode
-        self.close()
-        if code not in (None, 0):
-            message += f" (exit code {code})"
-        return CaseOutcome(cc.function, cc.id, "timeout", message, cc.params(),
-                           seconds=time.perf_counter() - start,
-                           reproduce=reproduction(self.spec, cc))
+        return run_check(self, cc, self.spec)
 
-    def close(self) -> None:
-        if self._process is not None:
-            if self._process.is_alive():
-                try:
-                    self._conn.send(("stop", None))
-                except (OSError, BrokenPipeError):
-                    pass
-                self._process.join(0.5)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(2)
-        if self._conn is not None:
-            self._conn.close()
-        self._process = self._conn = None
+    # ---- the pipe and the process -----------------------------------------------------------
+    def _exchange(self, header: dict, arrays: dict, timeout: float):
+        """Send one message and read the answer, or raise Stopped (the worker then is gone)."""
+        self._seq += 1
+        deadline = time.monotonic() + timeout
+        self._stderr.seek(0, os.SEEK_END)
+        mark = self._stderr.tell()
+        try:
+            write_all(self._send, encode({**header, "seq": self._seq}, arrays), deadline)
+            reply, out = read_message(self._recv, deadline)
+        except TimeoutError:
+            if not self._exited(grace=0):
+                self.close(graceful=False)
+                raise Stopped(TIMEOUT, "timed out") from None
+            raise self._ended(mark) from None
+        except (EOFError, BrokenPipeError):
+            raise self._ended(mark) from None
+        except WireError:
+            self.close(graceful=False)
+            raise
+        if reply.get("seq") != self._seq:
+            self.close(graceful=False)
+            raise WireError(f"an answer numbered {reply.get('seq')!r}, not {self._seq}")
+        return reply, out
+
+    def _ended(self, mark: int) -> Stopped:
+        """The worker closed its pipe: say how it ended (signal or exit code), and where."""
+        if not self._exited(grace=2.0):
+            self.close(graceful=False)
+            return Stopped(PROTOCOL_ERROR, "closed crosscheck's pipe but kept running")
+        proc = self._proc
+        self._stderr.seek(mark)
+        err = self._stderr.read(1 << 16).decode("utf-8", "replace")
+        self.close(graceful=False)  # what the target started goes too
+        code = proc.returncode
+        if code < 0:
+            try:
+                sig = signal.Signals(-code)
+                name, text = sig.name, signal.strsignal(sig) or ""
+            except ValueError:
+                name, text = f"signal {-code}", ""
+            status, how = CRASHED, f"was killed by {name}" + (f" ({text.lower()})" if text else "")
+        else:
+            status, how = EXITED, f"exited with code {code} (os._exit, or exit() in C code)"
+        where = _crash_frame(err, self.origin)
+        if where:
+            detail = f", at {where}"
+        elif err.strip() and status == EXITED:
+            detail = f"; its last words on stderr: {err.strip().splitlines()[-1][:300]}"
+        else:
+            detail = ""
+        return Stopped(status, how, detail)
+
+    def _exited(self, grace: float) -> bool:
+        """Whether the worker has exited (waiting up to ``grace`` s), leaving it unreaped, so
+        that its process-group id stays taken until :meth:`_kill_group` has used it."""
+        deadline = time.monotonic() + grace
+        while True:
+            try:
+                if hasattr(os, "waitid"):
+                    if os.waitid(os.P_PID, self._proc.pid,
+                                 os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                        return True
+                elif self._proc.poll() is not None:
+                    return True
+            except ChildProcessError:  # already reaped
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop the worker and everything in its process group; no process is left behind."""
+        proc = self._proc
+        if proc is not None:
+            try:
+                if graceful and not self._exited(0):
+                    try:
+                        write_all(self._send, encode({"op": "stop"}), time.monotonic() + 0.2)
+                    except (OSError, TimeoutError):
+                        pass
+                    self._exited(grace=0.5)
+                self._kill_group()
+                proc.wait()
+            finally:
+                self._proc = None
+        for fd in (self._send, self._recv):
+            if fd is not None:
+                os.close(fd)
+        self._send = self._recv = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        _LIVE.discard(self)
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(graceful=exc_type is None)
         return False
 
 
+_FRAME_RE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)', re.M)
+
+
+def _crash_frame(stderr_text: str, origin: str | None) -> str | None:
+    """The innermost frame of the target's own files in a faulthandler dump (most recent call
+    first), else the innermost outside conform."""
+    ours = os.path.abspath(target_side.__file__)
+    home = os.path.dirname(os.path.abspath(origin)) + os.sep if origin else None
+    frames = [m for m in _FRAME_RE.finditer(stderr_text) if os.path.abspath(m["file"]) != ours]
+    own = [m for m in frames if home and os.path.abspath(m["file"]).startswith(home)]
+    m = (own or frames or [None])[0]
+    return f"{os.path.basename(m['file'])}:{m['line']} in {m['name']}" if m else None
+
+
 class InProcessTarget:
-    """The target called directly (no timeout): for debugging and for speed."""
+    """The target imported and called in this process: for debugging and for speed.
+
+    It trusts the target: there is no timeout, and a target that patches NumPy or
+    crosscheck, or ends the process, bends or ends the judging. An exception the target
+    raises (``SystemExit`` and ``KeyboardInterrupt`` included) is still that case's result;
+    Ctrl-C and SIGTERM still stop the run.
+    """
 
     def __init__(self, spec: str):
         self.spec = spec
         self.target: Target | None = None
         self.provided: list[str] = []
+        self._signalled = False
+        self._previous: dict = {}
 
     def start(self) -> list[str]:
         self.target = load_target(self.spec)
         self.provided = sorted(self.target.functions)
         return self.provided
 
-    def check(self, cc: ConformCase) -> CaseOutcome:
+    def call(self, header: dict, arrays: dict):
         if self.target is None:
             self.start()
-        return run_check(self.target.functions, cc, self.spec)
+        reply, out = call_steps(self.target.functions, header, arrays, self.target.origin)
+        if self._signalled and (reply["raised"] or {}).get("kind") == "keyboard-interrupt":
+            raise KeyboardInterrupt  # a real Ctrl-C, caught while the target ran
+        return reply, out
 
-    def close(self) -> None:
+    def check(self, cc: ConformCase) -> CaseOutcome:
+        return run_check(self, cc, self.spec)
+
+    def close(self, graceful: bool = True) -> None:
         pass
 
     def __enter__(self):
+        # Tell a real Ctrl-C or SIGTERM from a KeyboardInterrupt the target raises itself.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous = signal.getsignal(signum)
+                if callable(previous):
+                    signal.signal(signum, self._make_handler(previous))
+                    self._previous[signum] = previous
+            except ValueError:  # not the main thread: no handlers to wrap
+                pass
         return self
 
+    def _make_handler(self, previous):
+        def handler(signum, frame):
+            self._signalled = True
+            previous(signum, frame)
+        return handler
+
     def __exit__(self, *exc):
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
         return False
