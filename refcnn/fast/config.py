@@ -2,9 +2,10 @@
 
 None of these changes what is computed, only how the work is cut: block sizes
 choose how many output rows one patch matrix or pooling pass covers, and
-``threads`` how many blocks run at once. Block sizes change the shapes of the
-conv's matrix products, so results may differ between settings in the last
-bit; ``threads`` and the pooling block size never change a result.
+``threads`` how many blocks run at once. The conv's block sizes and bias
+folding change the shapes of its matrix products, so its results may differ
+between settings in the last bits; ``threads`` and the pooling block size
+never change a result.
 """
 
 from __future__ import annotations
