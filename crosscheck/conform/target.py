@@ -128,42 +128,22 @@ def call_steps(functions: dict, header: dict, arrays: dict, origin: str | None =
     message, the target's file:line, a SystemExit's code), if any; and what every input holds
     after the calls. Everything in it is plain data.
     """
-    import numpy as np
-
     inputs = {**header.get("values", {}), **arrays}
     results: list = []
     steps: list = []
     out: dict = {}
     reply = {"steps": steps, "raised": None, "inputs": {}}
     for i, step in enumerate(header["steps"]):
-        fn = functions[step["function"]]
-        args = [_resolve(a, inputs, results) for a in step.get("args", ())]
-        kwargs = {k: _resolve(a, inputs, results) for k, a in step.get("kwargs", {}).items()}
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # notebook code likes to print
-                value = fn(*args, **kwargs)
+        try:  # the call, and reading what came back (the target's objects run code too)
+            info, arrays_out, value = _call_step(functions, step, i, inputs, results)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
             reply["raised"] = _raised(exc, i, origin)
             break
         results.append(value)
-        info: dict = {"type": _type_name(value)}
         steps.append(info)
-        if isinstance(value, (tuple, list)):
-            info["len"] = len(value)
-        n = step.get("unpack")
-        if n is not None and info.get("len") != n:
+        out.update(arrays_out)
+        if "outputs" not in info:  # it did not unpack: the later steps need it
             break
-        info["outputs"] = []
-        for j in step.get("want", ()):
-            item = value if j is None else value[j]
-            try:
-                a = np.array(item, dtype=np.float64, copy=True)
-            except BaseException as exc:  # noqa: BLE001
-                info["outputs"].append({"error": f"{_type_name(item)} ({_text(exc)})"})
-                continue
-            key = f"out{i}.{'all' if j is None else j}"
-            out[key] = a
-            info["outputs"].append({"array": key})
     for name in header.get("values", {}):
         try:  # a clean copy, and proof that it still is plain JSON
             reply["inputs"][name] = {"value": json.loads(json.dumps(inputs[name]))}
@@ -173,6 +153,34 @@ def call_steps(functions: dict, header: dict, arrays: dict, origin: str | None =
         out["in." + name] = inputs[name]
         reply["inputs"][name] = {"array": "in." + name}
     return reply, out
+
+
+def _call_step(functions: dict, step: dict, i: int, inputs: dict, results: list):
+    import numpy as np
+
+    fn = functions[step["function"]]
+    args = [_resolve(a, inputs, results) for a in step.get("args", ())]
+    kwargs = {k: _resolve(a, inputs, results) for k, a in step.get("kwargs", {}).items()}
+    with contextlib.redirect_stdout(io.StringIO()):  # notebook code likes to print
+        value = fn(*args, **kwargs)
+    info: dict = {"type": _type_name(value)}
+    if isinstance(value, (tuple, list)):
+        info["len"] = len(value)
+    n = step.get("unpack")
+    if n is not None and info.get("len") != n:
+        return info, {}, value
+    info["outputs"], out = [], {}
+    for j in step.get("want", ()):
+        item = value if j is None else value[j]
+        try:
+            a = np.array(item, dtype=np.float64, copy=True)
+        except Exception as exc:  # noqa: BLE001 - not numbers: the judge says so
+            info["outputs"].append({"error": f"{_type_name(item)} ({_text(exc)})"})
+            continue
+        key = f"out{i}.{'all' if j is None else j}"
+        out[key] = a
+        info["outputs"].append({"array": key})
+    return info, out, value
 
 
 def _resolve(arg: dict, inputs: dict, results: list):
