@@ -19,7 +19,8 @@ import numpy as np
 from crosscheck import ops
 from crosscheck.cases import Case, Inputs
 
-SIZES = ("smoke", "default", "full")
+#: ``networks`` is not drawn: it is the layers of real networks (:mod:`crosscheck.networks`).
+SIZES = ("smoke", "default", "full", "networks")
 
 #: size -> ({op name: geometries}, seeds per geometry). 2-D conv and pools keep 0.1.0's weight.
 _SIZE_PLAN = {
@@ -52,6 +53,11 @@ def sweep(size: str = "default") -> tuple[Case, ...]:
     """All cases of a sweep: random-input geometries, edge cases and semantic probes."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    if size == "networks":
+        # Real sizes, kept whole: valid()'s cap on output sizes is for drawn geometries.
+        from crosscheck.networks import network_cases
+
+        return network_cases()
     _, seeds = _SIZE_PLAN[size]
     geometries = []
     for name, count in plan(size).items():
