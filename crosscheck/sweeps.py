@@ -25,11 +25,11 @@ SIZES = ("smoke", "default", "full", "networks")
 #: size -> ({op name: geometries}, seeds per geometry). 2-D conv and pools keep 0.1.0's weight.
 _SIZE_PLAN = {
     "smoke": ({"conv2d": 16, "max_pool2d": 6, "avg_pool2d": 6}, 1),
-    "default": ({"conv2d": 200, "max_pool2d": 80, "avg_pool2d": 80}, 2),
+    "default": ({"conv2d": 160, "max_pool2d": 64, "avg_pool2d": 64}, 2),
     "full": ({"conv2d": 1500, "max_pool2d": 600, "avg_pool2d": 600}, 3),
 }
 #: Geometries of every other (op, rank) per size.
-_OTHER = {"smoke": 3, "default": 24, "full": 150}
+_OTHER = {"smoke": 3, "default": 16, "full": 150}
 
 _DTYPES = ["float64"] * 12 + ["float32"] * 5 + ["float16"] * 2 + ["bfloat16"]
 
