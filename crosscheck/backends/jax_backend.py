@@ -348,11 +348,13 @@ class JaxBackend(TableBackend):
                 if self.channels_first else "channels-last (NWC/WIO, NHWC/HWIO, NDHWC/DHWIO)",
                 "platform": jax.default_backend(),
                 "jax_default_matmul_precision":
-                    str(jax.config.read("jax_default_matmul_precision"))}
+                    str(jax.config.jax_default_matmul_precision)}
 
     def to_framework(self, a: np.ndarray, dtype):
-        # The values are exact in dtype (Inputs guarantees it), so the cast is exact.
-        return jnp.array(a, dtype=dtype, copy=True)
+        # The values are exact in dtype (Inputs guarantees it), so the cast is exact. Cast in
+        # NumPy (a new array) and transfer: a cast by JAX would compile, and keep, one
+        # convert_element_type executable per shape outside the bounded cache.
+        return jax.device_put(np.asarray(a).astype(np.dtype(dtype)))
 
     def vjp(self, fn, primals, cotangent):
         return _jax_vjp(fn, primals, cotangent)
