@@ -44,6 +44,10 @@ REGISTRY: dict[str, Registered] = {
                       "jax.lax, channels-last"),
     "jax.nchw": Registered("crosscheck.backends.jax_backend:JaxNchwBackend", "jax",
                            "jax.lax through NCHW adapters", every=4),
+    "onnxruntime": Registered("crosscheck.backends.onnx_backend:OnnxRuntimeBackend",
+                              "onnxruntime", "ONNX Runtime CPU, one-node graphs, forward only"),
+    "onnx.reference": Registered("crosscheck.backends.onnx_backend:OnnxReferenceBackend", "onnx",
+                                 "onnx.reference.ReferenceEvaluator, forward only"),
 }
 
 #: name -> "module:Class" (0.1.0's form of the registry).
@@ -69,9 +73,10 @@ def get_backend(name: str) -> Backend:
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
+        # Constructing may import too (onnxruntime: not needed by onnx.reference).
+        backend = getattr(module, attr)()
     except ImportError as exc:
         raise BackendUnavailable(f"backend {name!r} is unavailable: {exc}") from exc
-    backend = getattr(module, attr)()
     _cache[name] = backend
     return backend
 
