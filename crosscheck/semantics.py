@@ -61,6 +61,31 @@ def family(backend: str) -> str:
     return backend.split(".")[0]
 
 
+def _ceil_windows_misplaced(case: Case) -> bool:
+    """An average pool whose ceil_mode overhangs by 2+ cells, or drops a window, on some axis."""
+    from crosscheck import geometry
+
+    if case.family != "avg_pool" or not case.ceil_mode or isinstance(case.padding, str):
+        return False
+    for n, k, s, d, p in zip(case.spatial, case.kernel, case.stride, case.dilation,
+                             geometry.explicit_pads(case)):
+        raw = -(-(n + p[0] + p[1] - d * (k - 1) - 1) // s) + 1
+        if raw != geometry.pool_out(n, k, s, d, p, True) or \
+                geometry.pool_overhang(n, k, s, d, p, True) >= 2:
+            return True
+    return False
+
+
+def _unit_stride_max_pool(case: Case) -> bool:
+    """A max pool with unit strides and dilations asking for indices, or padded off 2-D."""
+    from crosscheck import geometry
+
+    if case.family != "max_pool" or set(case.stride) != {1} or set(case.dilation) != {1}:
+        return False
+    padded = any(a or b for a, b in geometry.explicit_pads(case))
+    return case.return_indices or (case.rank != 2 and padded)
+
+
 DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         "maxpool_tie_gradient",
@@ -78,9 +103,18 @@ DIFFERENCES: tuple[Difference, ...] = (
         "maxpool_nan_forward",
         "Max pooling over a window holding NaN",
         {"refcnn": "NaN", "torch": "NaN", "jax": "NaN",
-         "tensorflow": "ignores NaN (max of the rest)"},
+         "tensorflow": "ignores NaN (max of the rest)",
+         "onnxruntime": "not propagated: float64 and Indices kernels keep a NaN only as a "
+                        "window's first cell; float32/float16 kernels (MLAS) keep or drop it "
+                        "by its position and the rank",
+         "onnx": "not propagated: a window's first real cell if NaN, else the max of the "
+                 "rest; with unit strides and dilations every NaN is ignored"},
         probes=(("max_pool", "forward", "nan"),),
-        sources=("docs/semantics.md",),
+        sources=("docs/semantics.md",
+                 "ONNX MaxPool: 'the maximum ... exclude pad', no rule for NaN",
+                 "onnxruntime core/providers/cpu/nn/pool_functors.h (x > max scan), MLAS pool",
+                 "onnx/reference/ops/op_max_pool.py, _op_common_pool.py",
+                 "measured: onnxruntime 1.32.0, onnx 1.23.2 CPU"),
     ),
     Difference(
         "maxpool_nan_gradient",
@@ -100,9 +134,11 @@ DIFFERENCES: tuple[Difference, ...] = (
         "maxpool_all_neginf_forward",
         "Max pooling over a window whose real cells are all -inf",
         {"refcnn": "-inf", "torch": "-inf", "jax": "-inf",
-         "tensorflow": "-3.4028235e38", "onnxruntime": "-3.4028235e38"},
+         "tensorflow": "-3.4028235e38"},
         probes=(("max_pool", "forward", "neginf"),),
         sources=("docs/semantics.md",),
+        notes="ONNX Runtime gives -inf in float64 and with Indices; its float32 kernel's "
+              "-3.4028235e38 breaks ONNX's own rule: known bug onnxruntime_maxpool_neginf_lowest.",
     ),
     Difference(
         "maxpool_all_neginf_gradient",
@@ -140,7 +176,9 @@ DIFFERENCES: tuple[Difference, ...] = (
         "ceil_mode drops a last window that would start in the right padding",
         {"refcnn": "dropped (torch's rule)", "torch": "dropped",
          "jax": "no ceil_mode (emulated with extra padding by the backend)",
-         "onnx": "from opset 22; reference evaluator mis-handles it"},
+         "onnxruntime": "dropped (torch's rule)",
+         "onnx": "dropped (ONNX's rule from opset 22); onnx.reference's AveragePool "
+                 "misplaces windows: known bug onnx_reference_avgpool_ceil"},
         sources=("pytorch PR #120335", "pytorch#57178", "pytorch#116420"),
     ),
     Difference(
@@ -150,8 +188,16 @@ DIFFERENCES: tuple[Difference, ...] = (
          "torch": "pooling pad > kernel/2 with ceil_mode or count_include_pad=False; "
                   "average-pool dilation; 'same' for transposed conv; float16/bfloat16 "
                   "avg_pool3d on CPU",
-         "jax": "max-pool gradient with window dilation (NotImplementedError)"},
-        sources=("pytorch#67551", "pytorch#7541", "docs/semantics.md"),
+         "jax": "max-pool gradient with window dilation (NotImplementedError)",
+         "onnx": "gradients (inference only); adaptive pooling other than output size 1; "
+                 "AveragePool divisor_override; ConvTranspose output_padding >= stride "
+                 "(ONNX's 'stride/dilation' read as stride by both runtimes)",
+         "onnxruntime": "ONNX's limits, and on CPU no float64 Conv, ConvTranspose, "
+                        "AveragePool or Global*Pool and no bfloat16 at all (probed per "
+                        "opset); dilation with auto_pad SAME_*; pooling pads >= kernel"},
+        sources=("pytorch#67551", "pytorch#7541", "docs/semantics.md",
+                 "onnxruntime#20582 (dilation with SAME_*)", "onnxruntime#801 (pads < kernel)",
+                 "onnxruntime#14208 (output_padding)"),
         notes="Such cases are reported as unsupported for that backend, never as failures.",
     ),
     Difference(
@@ -165,6 +211,77 @@ DIFFERENCES: tuple[Difference, ...] = (
               "torch.backends.mkldnn.flags(enabled=False).",
         known_bug=True,
         match=lambda case: case.family == "conv" and case.dtype == "bfloat16",
+    ),
+    Difference(
+        "onnxruntime_maxpool_neginf_lowest",
+        "ONNX Runtime's float32 MaxPool gives -3.4028235e38 for windows of -inf",
+        {"refcnn": "-inf", "onnxruntime": "-3.4028235e38 in float32 without Indices (known bug)"},
+        sources=("docs/bugs/onnx_ort_maxpool_neginf.py",
+                 "onnxruntime#24819 (MaxPool1d -FLT_MAX vs NaN)"),
+        notes="ONNX's MaxPool is the maximum of the elements, padding excluded: -inf. The MLAS "
+              "kernel starts from the lowest finite float: always in 1-D and 3-D, in 2-D when "
+              "the window covers padding. float64, and any dtype with Indices, give -inf.",
+        known_bug=True,
+        match=lambda case: (case.family == "max_pool" and case.dtype == "float32"
+                            and case.inputs == "neginf" and not case.return_indices),
+    ),
+    Difference(
+        "onnx_reference_convtranspose_group",
+        "onnx.reference's ConvTranspose is wrong for group > 1",
+        {"refcnn": "correct", "onnx": "wrong values or ValueError for group > 1 (known bug)"},
+        sources=("docs/bugs/onnx_reference_convtranspose_group.py",
+                 "onnx PR #8446 (fixes the per-group output slot only)"),
+        notes="It slices W by output channels (W is (C, M/group, *k)), writes each group's "
+              "M/group channels into one slot and adds B[0] to every group.",
+        known_bug=True,
+        match=lambda case: case.family == "conv_transpose" and case.groups > 1,
+    ),
+    Difference(
+        "onnx_reference_avgpool_ceil",
+        "onnx.reference's AveragePool with ceil_mode moves windows or raises",
+        {"refcnn": "torch's (and ONNX's) ceil_mode windows",
+         "onnx": "windows shifted when ceil_mode's overhang is >= 2; IndexError when the "
+                 "last window is dropped (known bug)"},
+        sources=("docs/bugs/onnx_reference_avgpool_ceil.py",
+                 "onnx#4958 (ceil_mode AveragePool in the reference evaluator)"),
+        notes="op_pool_common.py puts half of ceil_mode's extra cells before the input and "
+              "loops over the windows before ceil_mode drops one.",
+        known_bug=True,
+        match=lambda case: _ceil_windows_misplaced(case),
+    ),
+    Difference(
+        "onnx_reference_avgpool_nan_excluded",
+        "onnx.reference's AveragePool with count_include_pad=0 drops NaN inputs",
+        {"refcnn": "NaN", "onnx": "the mean of the other cells (known bug)"},
+        sources=("onnx/reference/ops/op_pool_common.py: pads with NaN and averages "
+                 "window_vals[~isnan(window_vals)]",),
+        notes="Padding is marked with NaN, so real NaN cells are dropped with it. ONNX "
+              "divides by the number of elements (excluding pad): a NaN element stays NaN.",
+        known_bug=True,
+        match=lambda case: (case.family == "avg_pool" and case.inputs == "nan"
+                            and not case.count_include_pad),
+    ),
+    Difference(
+        "onnx_reference_globalmaxpool_rank",
+        "onnx.reference's GlobalMaxPool reduces the wrong axes off 2-D",
+        {"refcnn": "max over every spatial axis",
+         "onnx": "max over the last two axes (C and L in 1-D; H and W only in 3-D) (known bug)"},
+        sources=("docs/bugs/onnx_reference_globalmaxpool_rank.py",
+                 "onnx#7682, fixed by onnx PR #8383"),
+        known_bug=True,
+        match=lambda case: (case.family == "adaptive_max_pool" and case.rank != 2
+                            and not case.return_indices),
+    ),
+    Difference(
+        "onnx_reference_maxpool_unit_stride",
+        "onnx.reference's MaxPool with unit strides and dilations: pads and Indices wrong",
+        {"refcnn": "torch's windows and indices",
+         "onnx": "pads ignored off 2-D (IndexError); Indices from the output shape (known bug)"},
+        sources=("docs/bugs/onnx_reference_maxpool_unit_stride.py",),
+        notes="op_max_pool.py hands these to _op_common_pool.py, which pads only 2-D inputs "
+              "and turns a window's argmax into an index with the output shape.",
+        known_bug=True,
+        match=lambda case: _unit_stride_max_pool(case),
     ),
 )
 

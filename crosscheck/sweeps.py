@@ -119,6 +119,12 @@ def probe_cases() -> tuple[Case, ...]:
         # Averages must keep a NaN or an infinity in the bins that hold it.
         Case.of("adaptive_avg_pool", 2, n=1, spatial=(7, 6), c_in=2, output_size=(3, 4)),
         Case.of("avg_pool", 1, n=2, spatial=(9,), c_in=2, kernel=3, stride=2, padding=1),
+        Case.of("avg_pool", 1, n=2, spatial=(9,), c_in=2, kernel=3, stride=2, padding=1,
+                count_include_pad=False),
+        # ceil_mode's last window reaches one cell past the padding, which its divisor must
+        # not count (pytorch#183528); the float32 'offset' run reaches ONNX Runtime too.
+        Case.of("avg_pool", 2, n=1, spatial=(9, 9), c_in=2, kernel=4, stride=4, padding=1,
+                ceil_mode=True),
     ]
     cases = []
     for g in geometries:
@@ -126,6 +132,8 @@ def probe_cases() -> tuple[Case, ...]:
             for kind in ("ties", "nan", "neginf"):
                 cases.append(g.with_(direction=d, inputs=kind, tags=("probe",)))
             cases.append(g.with_(direction=d, inputs="offset", dtype="float32", tags=("probe",)))
+    # All -inf windows in float32 too: some kernels start their maximum at -FLT_MAX.
+    cases.append(geometries[0].with_(inputs="neginf", dtype="float32", tags=("probe",)))
     return tuple(cases)
 
 
