@@ -15,7 +15,7 @@ import numpy as np
 #: Floating dtypes refcnn computes with; anything else is refused.
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
-PAD_WORDS = ("same", "valid")
+PAD_WORDS = ("same", "same_lower", "valid")
 
 
 def check_array(value, name: str, ndim: int | None = None) -> np.ndarray:
@@ -57,16 +57,16 @@ def as_padding(value, name: str = "pad", words: bool = True):
 
     Accepted forms: an int (all sides), a pair ``(ph, pw)`` (both sides of each
     axis), per-side pairs ``((top, bottom), (left, right))``, and, when
-    ``words`` is true, ``"same"`` or ``"valid"``.
+    ``words`` is true, ``"same"``, ``"same_lower"`` (the odd pixel first) or ``"valid"``.
 
     Returns
     -------
     str or tuple
-        ``"same"``/``"valid"`` or ``((top, bottom), (left, right))``.
+        one of :data:`PAD_WORDS` or ``((top, bottom), (left, right))``.
     """
     expected = "an int >= 0, a pair (ph, pw), per-side pairs ((top, bottom), (left, right))"
     if words:
-        expected += ', "same" or "valid"'
+        expected += ', "same", "same_lower" or "valid"'
     if isinstance(value, str):
         word = value.lower()
         if not words or word not in PAD_WORDS:
