@@ -55,7 +55,7 @@ _NUMPY = {"float64": np.float64, "float32": np.float32, "float16": np.float16,
           "bfloat16": ml_dtypes.bfloat16}
 _AUTO_PAD = {"same": "SAME_UPPER", "same_lower": "SAME_LOWER", "valid": "VALID"}
 #: The opset that introduced each attribute the builder may set (absent: present from 1).
-_ATTR_SINCE = {"MaxPool": {"storage_order": 8, "dilations": 10, "ceil_mode": 10},
+_ATTR_SINCE = {"MaxPool": {"dilations": 10, "ceil_mode": 10},
                "AveragePool": {"count_include_pad": 7, "ceil_mode": 10, "dilations": 19}}
 #: MaxPool's Indices output came in opset 8.
 _INDICES_SINCE = 8
