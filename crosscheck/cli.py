@@ -1,9 +1,13 @@
 """The ``crosscheck`` command: ``crosscheck run`` (the sweep) and ``crosscheck conform TARGET``.
 
 Exit codes (both commands): 0 everything agrees (declared divergences allowed),
-1 a discrepancy (or a non-conformant function), 2 a usage error (bad option,
-unknown case id or backend, a target that cannot be imported), 3 an internal
-error of crosscheck itself, 130 interrupted (reports still hold what was done).
+1 a discrepancy (or a non-conformant function); for ``run``: any result failed,
+crashed, exited, timed out or raised SystemExit/KeyboardInterrupt, 2 a usage error
+(bad option, unknown case id or backend, a target that cannot be imported), 3 an
+internal error of crosscheck itself, 4 (``run``) a backend named in ``--backends``
+had no case judged (everything unsupported; 1 wins when something also failed),
+130 interrupted (Ctrl-C or SIGTERM; reports still hold what was done). A run that
+did not finish never exits 0.
 """
 
 from __future__ import annotations
@@ -16,6 +20,19 @@ import time
 import traceback
 
 EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_NOTHING_JUDGED = 4
+
+RUN_EXIT_CODES = """exit codes:
+  0    every result passed or is a declared divergence
+  1    a result failed, crashed, exited, timed out, or raised SystemExit or
+       KeyboardInterrupt (wins over 4)
+  2    usage error (bad option, unknown case id, a backend that does not load)
+  3    internal error of crosscheck (the reports hold what was done)
+  4    a backend named in --backends had no case judged (every case unsupported);
+       the summary gives its counts
+  130  stopped by Ctrl-C or SIGTERM (the reports hold what was done, marked
+       incomplete)
+A run that did not finish never exits 0."""
 
 
 class UsageError(Exception):
@@ -25,6 +42,7 @@ class UsageError(Exception):
 # ---- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from crosscheck.backends import REGISTRY
+    from crosscheck.isolation import DEFAULT_TIMEOUT
     from crosscheck.ops import OPS as TABLE
     from crosscheck.sweeps import SIZES
     from crosscheck.tolerance import TOLERANCE_MODES
@@ -39,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="run the sweep over backends and print a summary",
         description="Run a sweep of conv/pool cases over backends, compare each with the "
-                    "refcnn float64 reference, and report.")
+                    "refcnn float64 reference, and report. Every backend gets its own "
+                    "read-only copies of the inputs; out-of-tree backends (module:Class) run "
+                    "in worker processes, so a crash, exit or hang is that case's result and "
+                    "the run goes on.",
+        epilog=RUN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--backends", metavar="NAMES",
                      help="comma-separated backends: built-in names ("
                           + ", ".join(REGISTRY) + ") or module:Class (default: every "
@@ -59,11 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
                      help="worker processes; cases are chunked by geometry so compiled "
                           "functions are reused (default: 1)")
+    run.add_argument("--timeout", type=_non_negative_float, default=DEFAULT_TIMEOUT,
+                     metavar="SECONDS",
+                     help="per-case time limit of each backend that runs in a worker process "
+                          "(module:Class ones, and built-ins with --isolate all): past it the "
+                          "worker is stopped, the case is 'timeout' and the run goes on "
+                          "(default: %(default)g; 0: no limit)")
+    run.add_argument("--isolate", choices=("out-of-tree", "all"), default="out-of-tree",
+                     help="which backends run in worker processes: module:Class ones "
+                          "(built-ins run in this process, faster) or all (default: "
+                          "%(default)s)")
     run.add_argument("--jax-cache", metavar="DIR", default=None,
                      help="JAX's persistent compilation cache, which makes a second run "
                           "several times faster (default: $CROSSCHECK_JAX_CACHE or "
                           "~/.cache/crosscheck/jax; 'none' to disable)")
-    run.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    run.add_argument("--json", metavar="PATH",
+                     help="write every result as JSON, and each result as soon as it is "
+                          "judged to PATH's JSON Lines file (r.json -> r.jsonl), so a killed "
+                          "run keeps what it finished")
     run.add_argument("--markdown", metavar="PATH",
                      help="write the summary, failures and known differences as Markdown")
     run.add_argument("--junit", metavar="PATH", help="write JUnit XML (one testcase per "
@@ -116,6 +151,13 @@ def _seed(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
 
 
@@ -178,9 +220,15 @@ def select_cases(args) -> list:
             if (not dtypes or c.dtype in dtypes) and (not ops or c.op in ops or c.family in ops)]
 
 
-def select_backends(spec: str | None, stream=None) -> dict:
-    """Name -> backend. Named backends must load (else UsageError); by default the installed ones."""
-    from crosscheck.backends import BUILTIN, BackendUnavailable, get_backend
+def select_backends(spec: str | None, stream=None, *, timeout: float | None = None,
+                    isolate_builtins: bool = False) -> dict:
+    """Name -> backend. Named backends must load (else UsageError); by default the installed ones.
+
+    ``module:Class`` backends (and built-ins with ``isolate_builtins``) are started in
+    worker processes (:mod:`crosscheck.isolation`) with a per-case ``timeout``.
+    """
+    from crosscheck.backends import BUILTIN, BackendUnavailable
+    from crosscheck.isolation import DEFAULT_TIMEOUT, BackendLoadError, load_backend
 
     stream = stream or sys.stderr
     explicit = spec is not None
@@ -192,13 +240,16 @@ def select_backends(spec: str | None, stream=None) -> dict:
     found = {}
     for name in dict.fromkeys(names):
         try:
-            found[name] = get_backend(name)
+            found[name] = load_backend(name, timeout=DEFAULT_TIMEOUT if timeout is None
+                                       else timeout, isolate_builtins=isolate_builtins)
         except BackendUnavailable as exc:
             if explicit:
                 raise UsageError(str(exc)) from exc
             print(f"note: skipping backend {name}: {exc}", file=stream)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
+        except BackendLoadError as exc:
+            raise UsageError(f"backend {name!r} could not be created: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - a module:Class that fails to build
             raise UsageError(f"backend {name!r} could not be created: {exc!r}") from exc
     if not found:
@@ -258,15 +309,19 @@ _worker_mode = "bound"
 
 
 def _init_worker(names: list[str], mode: str, threads: int | None,
-                 jax_cache: str | None = None) -> None:
+                 jax_cache: str | None = None, timeout: float | None = None,
+                 isolate_builtins: bool = False) -> None:
     """Process-pool initializer: the parent handles Ctrl-C; build the backends once."""
     global _worker_backends, _worker_mode
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if threads:
         _limit_threads(threads)
-    from crosscheck.backends import get_backend
+    from crosscheck.isolation import load_backend
 
-    _worker_backends = {name: get_backend(name) for name in names}
+    _worker_backends = {name: load_backend(name, timeout=timeout,
+                                           isolate_builtins=isolate_builtins)
+                        for name in names}
     _worker_mode = mode
     configure_jax_cache(jax_cache)
 
@@ -285,12 +340,24 @@ def _run_chunk(chunk):
 
 
 class RunState:
-    """What a run has computed so far; reports are written from it whatever happens."""
+    """What a run has computed so far; reports are written from it whatever happens.
+
+    ``stopped``: None, ``interrupted`` (Ctrl-C), ``terminated`` (SIGTERM) or ``internal
+    error``; ``stop_reason`` says it in a sentence, with what was in flight.
+    """
 
     def __init__(self, total: int):
         self.total = total
         self.by_index: dict[int, list] = {}
         self.stopped: str | None = None
+        self.stop_reason: str | None = None
+        self.in_flight: str | None = None
+
+    def stop(self, stopped: str, why: str) -> None:
+        self.stopped = stopped
+        during = f" while {self.in_flight} was running" if self.in_flight else ""
+        self.stop_reason = (f"{why}{during}; {len(self.by_index)} of {self.total} cases "
+                            "finished")
 
     def add(self, index: int, results: list) -> None:
         self.by_index[index] = results
@@ -305,15 +372,18 @@ class RunState:
 
 
 def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_case=None,
-            jax_cache: str | None = None) -> None:
+            jax_cache: str | None = None, timeout: float | None = None,
+            isolate_builtins: bool = False) -> None:
     """Run every case on every backend into ``state`` (serially, or over ``jobs`` processes)."""
     from crosscheck.runner import run_case
 
     chunks = geometry_chunks(cases, jobs) if jobs > 1 else []
     if jobs <= 1 or len(chunks) <= 1:
         for i, case in enumerate(cases):
+            state.in_flight = f"case {case.id}"
             results = run_case(case, backends, mode)
             state.add(i, results)
+            state.in_flight = None
             if on_case:
                 on_case(results)
         return
@@ -324,11 +394,13 @@ def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_cas
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker,
                                initargs=(list(backends), mode,
-                                         max(1, (os.cpu_count() or 1) // jobs), jax_cache))
+                                         max(1, (os.cpu_count() or 1) // jobs), jax_cache,
+                                         timeout, isolate_builtins))
     finished = False
     try:
         pending = {pool.submit(_run_chunk, chunk) for chunk in chunks}
         while pending:
+            state.in_flight = f"{len(pending)} chunks of cases"
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 for i, results in future.result():
@@ -336,6 +408,7 @@ def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_cas
                     if on_case:
                         on_case(results)
         finished = True
+        state.in_flight = None
     finally:
         if finished:
             pool.shutdown(wait=True)
@@ -346,7 +419,7 @@ def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_cas
 
 
 def cmd_run(args) -> int:
-    from crosscheck import report
+    from crosscheck import isolation, report
 
     if args.plot:
         try:
@@ -356,26 +429,67 @@ def cmd_run(args) -> int:
     cases = select_cases(args)
     if not cases:
         raise UsageError("no case matches the chosen --cases/--dtypes/--ops")
-    backends = select_backends(args.backends)
+    isolate_builtins = args.isolate == "all"
+    timeout = args.timeout or None
+    # SIGTERM (a CI job cancelled, kill PID) from here on stops the run the way Ctrl-C does:
+    # workers stopped, reports written, exit 130.
+    previous = _sigterm_as_termination()
+    try:
+        return _run(args, cases, timeout, isolate_builtins, report)
+    finally:
+        isolation.close_all()  # no worker outlives the run, however it ends
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args, cases, timeout, isolate_builtins, report) -> int:
+    backends = select_backends(args.backends, timeout=timeout,
+                               isolate_builtins=isolate_builtins)
     jax_cache = jax_cache_dir(args.jax_cache)
     configure_jax_cache(jax_cache)
     versions = report.versions(backends)
+    isolated = [name for name, be in backends.items() if getattr(be, "isolated", False)]
     meta = {"command": "crosscheck " + " ".join(args.argv),
             "tolerance": args.tolerance, "cases_requested": len(cases),
-            "backends": list(backends), "jobs": args.jobs}
+            "backends": list(backends), "isolated_backends": isolated,
+            "timeout": timeout, "jobs": args.jobs}
+    requested = list(backends) if args.backends is not None else []
     state = RunState(len(cases))
     started = time.perf_counter()
     last_flush = [time.monotonic()]
+    log = None
+    if args.json:
+        meta["jsonl"] = report.jsonl_path(args.json)
+        log = report.ResultLog(meta["jsonl"], versions_=versions, meta=meta)
+
+    def outcome() -> tuple[int, dict]:
+        results = state.results
+        unjudged = report.unjudged_backends(results, backends)
+        if state.stopped in ("interrupted", "terminated"):
+            code = EXIT_INTERRUPTED
+        elif not state.complete:
+            code = EXIT_INTERNAL  # never 0 for a run that did not finish
+        elif report.failures(results):
+            code = EXIT_DISCREPANCY
+        elif any(name in unjudged for name in requested):
+            code = EXIT_NOTHING_JUDGED
+        else:
+            code = EXIT_OK
+        return code, unjudged
 
     def write_reports(final: bool) -> None:
         results = state.results
+        code, unjudged = outcome()
         meta.update(complete=state.complete, stopped=state.stopped,
-                    cases_run=len(state.by_index),
+                    stop_reason=state.stop_reason, cases_run=len(state.by_index),
+                    unjudged=unjudged, exit_code=code if final else None,
                     seconds=round(time.perf_counter() - started, 3))
         if args.json:
             report.write_json(args.json, results, versions_=versions, meta=meta)
         if not final:
             return
+        if log is not None:
+            log.close({k: meta[k] for k in ("complete", "stopped", "stop_reason", "cases_run",
+                                             "exit_code", "seconds")})
         if args.markdown:
             report.write_markdown(args.markdown, results, versions_=versions, meta=meta)
         if args.junit:
@@ -385,39 +499,62 @@ def cmd_run(args) -> int:
         report.append_step_summary(results, versions_=versions, meta=meta)
 
     names = ", ".join(f"{n} {v}" for n, v in versions["backends"].items())
+    where = f"; in worker processes: {', '.join(isolated)} (timeout " + \
+        (f"{timeout:g} s)" if timeout else "none)") if isolated else ""
     print(f"crosscheck run: {len(cases)} cases x {len(backends)} backends ({names}), "
-          f"tolerance {args.tolerance}, jobs {args.jobs}", file=sys.stderr)
+          f"tolerance {args.tolerance}, jobs {args.jobs}{where}", file=sys.stderr)
     progress = report.Progress(len(cases), enabled=not args.no_progress)
 
     def on_case(results) -> None:
-        progress.advance(1, failed=sum(r.status == "failed" for r in results))
-        # Keep the JSON on disk current, so even a killed run leaves its results behind.
+        if log is not None:
+            log.write(results)  # on disk (flushed) as soon as judged
+        progress.advance(1, failed=len(report.failures(results)))
+        # Keep the JSON on disk current too, so even a killed run leaves a report behind.
         if args.json and time.monotonic() - last_flush[0] > 60:
             last_flush[0] = time.monotonic()
             write_reports(final=False)
 
-    previous = _sigterm_as_interrupt()
     try:
         with progress:
-            execute(cases, backends, args.tolerance, args.jobs, state, on_case, jax_cache)
+            execute(cases, backends, args.tolerance, args.jobs, state, on_case, jax_cache,
+                    timeout, isolate_builtins)
+    except _Terminated:
+        state.stop("terminated", "terminated by SIGTERM")
     except KeyboardInterrupt:
-        state.stopped = "interrupted"
-    except BaseException:
-        state.stopped = "internal error"
+        state.stop("interrupted", "interrupted (Ctrl-C)")
+    except BaseException as exc:
+        state.stop("internal error", f"internal error of crosscheck ({exc!r})")
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         try:
             write_reports(final=True)
         finally:
             results = state.results
+            code, unjudged = outcome()
             report.print_summary(results, sys.stdout, max_failures=args.max_failures,
-                                 complete=state.complete)
+                                 complete=state.complete, stop_reason=state.stop_reason,
+                                 unjudged=unjudged)
             print(f"\n{len(state.by_index)}/{len(cases)} cases in "
                   f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
-    if state.stopped == "interrupted":
-        return EXIT_INTERRUPTED
-    return EXIT_DISCREPANCY if report.failures(state.results) else EXIT_OK
+    if code == EXIT_NOTHING_JUDGED:
+        print(f"crosscheck run: exit {code}: a backend named in --backends had no case "
+              "judged", file=sys.stderr)
+    return code
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so that it unwinds like Ctrl-C."""
+
+
+def _sigterm_as_termination():
+    """Treat SIGTERM like Ctrl-C (reports written, workers stopped), but say it was SIGTERM."""
+    def handler(signum, frame):
+        raise _Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return signal.getsignal(signal.SIGTERM)
 
 
 def _sigterm_as_interrupt():

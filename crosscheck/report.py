@@ -2,7 +2,9 @@
 
 Everything here works on a list of :class:`crosscheck.runner.CaseResult` and
 may be called on a partial list (an interrupted or crashed run): the writers
-say how many results they hold and whether the run completed. rich (the
+say how many results they hold and whether the run completed. :class:`ResultLog`
+appends each result to a JSON Lines file as soon as it is judged, so a run that
+is killed outright still leaves everything it finished on disk. rich (the
 ``report`` extra) draws the console table and progress bar when installed;
 without it the same information is printed as plain text. matplotlib (same
 extra) is needed only for :func:`write_plot`.
@@ -27,12 +29,18 @@ import numpy as np
 from crosscheck import semantics
 from crosscheck.cases import OPS
 from crosscheck.ops import OPS as _TABLE
+from crosscheck.statuses import ABORTED, FAILING, JUDGED, STATUSES
 
 #: GitHub rejects a step summary over 1 MiB; keep well under it.
 STEP_SUMMARY_LIMIT = 1024 * 1024 - 64 * 1024
 #: Op families in table order: one plot panel each.
 FAMILIES = tuple(_TABLE)
-COUNTS = ("cases", "passed", "failed", "divergent", "unsupported")
+#: The JSON report's format: 2 added this field, the statuses after ``unsupported``, the
+#: ``complete``/``stopped``/``stop_reason`` fields' meaning for killed runs, and the JSONL file
+#: beside it (reports without the field are version 1).
+SCHEMA_VERSION = 2
+#: The summary's columns: ``no answer`` counts every status of :data:`ABORTED`.
+COUNTS = ("cases", "passed", "failed", "divergent", "unsupported", "no answer")
 
 
 # ---- versions ------------------------------------------------------------------------------------
@@ -79,11 +87,13 @@ class Row:
     failed: int = 0
     divergent: int = 0
     unsupported: int = 0
+    no_answer: int = 0  # crashed, exited, timeout, system-exit, ...
     worst_ratio: float = 0.0  # over passed and failed cases (not declared divergences)
 
     def add(self, result) -> None:
         self.cases += 1
-        setattr(self, result.status, getattr(self, result.status) + 1)
+        column = "no_answer" if result.status in ABORTED else str(result.status)
+        setattr(self, column, getattr(self, column) + 1)
         # Declared divergences are allowed to be far off: they would hide how close to
         # the bound the agreeing cases come.
         if result.status in ("passed", "failed") and result.discrepancies:
@@ -105,17 +115,33 @@ def summary_rows(results) -> list[Row]:
 
 
 def backend_summary(results) -> dict[str, dict[str, int]]:
-    """``{backend: {"cases", "passed", "failed", "divergent", "unsupported"}}``."""
+    """``{backend: {"cases": n, "passed": n, ...}}``: every status of :data:`STATUSES`."""
     summary: dict[str, dict[str, int]] = {}
     for r in results:
-        counts = summary.setdefault(r.backend, dict.fromkeys(COUNTS, 0))
+        counts = summary.setdefault(r.backend, dict.fromkeys(("cases", *STATUSES), 0))
         counts["cases"] += 1
-        counts[r.status] += 1
+        counts[str(r.status)] += 1
     return summary
 
 
 def failures(results) -> list:
-    return [r for r in results if r.status == "failed"]
+    """Results that make the run fail: ``failed`` and every status of :data:`ABORTED`."""
+    return [r for r in results if r.status in FAILING]
+
+
+def unjudged_backends(results, names) -> dict[str, dict[str, int]]:
+    """Of ``names``, the backends no case of ``results`` was judged on, with their counts."""
+    summary = backend_summary(results)
+    empty = dict.fromkeys(("cases", *STATUSES), 0)
+    return {name: summary.get(name, empty) for name in names
+            if not any(summary.get(name, empty)[s] for s in JUDGED)}
+
+
+def unjudged_note(name: str, counts: dict) -> str:
+    """One line: ``backend X judged no case (7 cases: 7 unsupported)``."""
+    parts = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
+    return f"backend {name} had no case judged ({counts['cases']} cases" + \
+        (f": {parts})" if parts else ")")
 
 
 def format_ratio(value: float) -> str:
@@ -133,10 +159,9 @@ def failure_headline(result) -> str:
 
 def failure_details(result) -> list[str]:
     """Lines that explain one failed result on their own (no reproducer)."""
-    lines = []
+    lines = [] if result.status == "failed" else [f"status: {result.status}"]
     if result.reason:
-        reason = result.reason.strip().splitlines()
-        lines.append(reason[-1] if reason[0].startswith("crashed") else reason[0])
+        lines.append(result.reason.strip().splitlines()[0])
     for d in result.discrepancies:
         if not d.passed:
             lines.append(d.summary())
@@ -176,7 +201,7 @@ def fancy_output(stream) -> bool:
 def summary_table_text(rows: list[Row]) -> str:
     """The summary as a plain-text table (used without rich, and in tests)."""
     header = ["op", "direction", "backend", *COUNTS, "worst err/bound"]
-    body = [[r.op, r.direction, r.backend, *(str(getattr(r, c)) for c in COUNTS),
+    body = [[r.op, r.direction, r.backend, *(str(_count(r, c)) for c in COUNTS),
              format_ratio(r.worst_ratio)] for r in rows]
     total = _total(rows)
     body.append(["total", "", "", *(str(total[c]) for c in COUNTS),
@@ -191,15 +216,23 @@ def summary_table_text(rows: list[Row]) -> str:
     return "\n".join([fmt(header), rule, *map(fmt, body[:-1]), rule, fmt(body[-1])])
 
 
+def _count(row: Row, column: str) -> int:
+    return getattr(row, column.replace(" ", "_"))
+
+
 def _total(rows: list[Row]) -> dict:
-    total = {c: sum(getattr(r, c) for r in rows) for c in COUNTS}
+    total = {c: sum(_count(r, c) for r in rows) for c in COUNTS}
     total["worst_ratio"] = max((r.worst_ratio for r in rows), default=0.0)
     return total
 
 
 def print_summary(results, stream=None, *, title: str = "crosscheck run",
-                  max_failures: int = 20, complete: bool = True) -> None:
-    """Print the summary table, then the failures with their reproducers."""
+                  max_failures: int = 20, complete: bool = True, stop_reason: str | None = None,
+                  unjudged: dict | None = None) -> None:
+    """Print the summary table, then the failures with their reproducers.
+
+    ``unjudged``: backends that had no case judged (:func:`unjudged_backends`), noted last.
+    """
     stream = stream or sys.stdout
     rows = summary_rows(results)
     fails = failures(results)
@@ -209,16 +242,19 @@ def print_summary(results, stream=None, *, title: str = "crosscheck run",
         print(f"{title}: summary", file=stream)
         print(summary_table_text(rows), file=stream)
     if not complete:
-        print(f"\nThe run did not complete: these are the {len(results)} results computed "
-              "before it stopped.", file=stream)
+        print(f"\nThe run did not complete{f' ({stop_reason})' if stop_reason else ''}: these "
+              f"are the {len(results)} results computed before it stopped.", file=stream)
+    for name, counts in (unjudged or {}).items():
+        print(f"\nnote: {unjudged_note(name, counts)}: nothing was compared.", file=stream)
     if not fails:
         divergent = sum(r.status == "divergent" for r in results)
         note = f" ({divergent} declared divergences)" if divergent else ""
-        print(f"\nNo failures{note}.", file=stream)
+        among = "" if complete else " among them"
+        print(f"\nNo failures{among}{note}.", file=stream)
         return
     print(f"\n{len(fails)} failed:", file=stream)
     for r in fails[:max_failures]:
-        print(f"\nFAILED {failure_headline(r)}", file=stream)
+        print(f"\n{str(r.status).upper()} {failure_headline(r)}", file=stream)
         for line in failure_details(r):
             print(f"  {line}", file=stream)
         print("  reproduce:", file=stream)
@@ -239,12 +275,12 @@ def _print_rich(rows: list[Row], stream, title: str) -> None:
                           "cases (at most 1 passes)")
     for col in ("op", "dir", "backend"):
         table.add_column(col, no_wrap=True)
-    for col in ("cases", "pass", "fail", "div", "unsup", "worst"):
+    for col in ("cases", "pass", "fail", "div", "unsup", "no answer", "worst"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
-        style = "red" if r.failed else ("yellow" if r.divergent else None)
+        style = "red" if r.failed or r.no_answer else ("yellow" if r.divergent else None)
         table.add_row(r.op, "fwd" if r.direction == "forward" else "bwd", r.backend,
-                      *(str(getattr(r, c)) for c in COUNTS),
+                      *(str(_count(r, c)) for c in COUNTS),
                       format_ratio(r.worst_ratio), style=style)
     total = _total(rows)
     table.add_section()
@@ -308,8 +344,10 @@ class Progress:
 
 # ---- JSON ----------------------------------------------------------------------------------------
 def json_report(results, *, versions_: dict, meta: dict | None = None) -> dict:
-    """``{"versions", "summary", "results", ...}`` with every discrepancy field."""
+    """``{"schema_version", "versions", "summary", "results", ...}`` with every discrepancy
+    field; ``meta`` (the command, ``complete``, ``stopped``, ...) at the top level."""
     return {
+        "schema_version": SCHEMA_VERSION,
         "versions": versions_,
         **(meta or {}),
         "summary": backend_summary(results),
@@ -322,6 +360,45 @@ def write_json(path, results, *, versions_: dict, meta: dict | None = None) -> N
                                    separators=(",", ":"), default=str))
 
 
+def jsonl_path(json_path) -> str:
+    """Where the JSON Lines log of ``--json PATH`` goes: ``r.json`` -> ``r.jsonl``."""
+    path = os.fspath(json_path)
+    return (path[:-len(".json")] if path.endswith(".json") else path) + ".jsonl"
+
+
+class ResultLog:
+    """A JSON Lines file that gets each result as soon as it is judged (flushed per case).
+
+    Lines: ``{"type": "run", "schema_version", "versions", ...meta}`` first, then one
+    ``{"type": "result", ...}`` per result (the JSON report's fields), and
+    ``{"type": "end", "complete", "stopped", ...}`` when the run ends in any way short of
+    being killed outright. A killed run's log ends after its last finished case.
+    """
+
+    def __init__(self, path, *, versions_: dict, meta: dict | None = None):
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._fh = open(self.path, "w", encoding="utf-8")
+        self._line({"type": "run", "schema_version": SCHEMA_VERSION, "versions": versions_,
+                    **(meta or {})})
+
+    def write(self, results) -> None:
+        for r in results:
+            self._line({"type": "result", **r.to_dict()}, flush=False)
+        self._fh.flush()
+
+    def close(self, meta: dict | None = None) -> None:
+        if self._fh.closed:
+            return
+        self._line({"type": "end", **(meta or {})})
+        self._fh.close()
+
+    def _line(self, record: dict, flush: bool = True) -> None:
+        self._fh.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        if flush:
+            self._fh.flush()
+
+
 # ---- Markdown ------------------------------------------------------------------------------------
 def markdown_report(results, *, versions_: dict, meta: dict | None = None,
                     max_bytes: int | None = None) -> str:
@@ -331,23 +408,30 @@ def markdown_report(results, *, versions_: dict, meta: dict | None = None,
     w = out.write
     w("# crosscheck run\n\n")
     if not meta.get("complete", True):
-        w(f"> **Incomplete run** ({meta.get('stopped', 'stopped early')}): "
+        why = meta.get("stop_reason") or meta.get("stopped") or "stopped early"
+        w(f"> **Incomplete run** ({_md_escape(why)}): "
           f"{len(results)} results computed before it stopped.\n\n")
+    for name, counts in (meta.get("unjudged") or {}).items():
+        w(f"> **{_md_escape(unjudged_note(name, counts))}**: nothing was compared.\n\n")
     backend_versions = ", ".join(f"{k} {v}" for k, v in versions_.get("backends", {}).items())
     w(f"Python {versions_.get('python')} on {versions_.get('platform')}; numpy "
       f"{versions_.get('numpy')}; backends: {backend_versions or 'none'}. "
       f"Tolerance: {meta.get('tolerance', 'bound')}; reference: refcnn float64.\n\n")
     w("## Summary\n\n")
     w("| op | direction | backend | cases | passed | failed | divergent | unsupported "
-      "| worst error/bound |\n|---|---|---|--:|--:|--:|--:|--:|--:|\n")
+      "| no answer | worst error/bound |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
     rows = summary_rows(results)
     for r in rows:
         w(f"| {r.op} | {r.direction} | {r.backend} | {r.cases} | {r.passed} | "
           f"{'**%d**' % r.failed if r.failed else 0} | {r.divergent} | {r.unsupported} | "
+          f"{'**%d**' % r.no_answer if r.no_answer else 0} | "
           f"{format_ratio(r.worst_ratio)} |\n")
     total = _total(rows)
     w(f"| **total** | | | {total['cases']} | {total['passed']} | {total['failed']} | "
-      f"{total['divergent']} | {total['unsupported']} | {format_ratio(total['worst_ratio'])} |\n\n")
+      f"{total['divergent']} | {total['unsupported']} | {total['no answer']} | "
+      f"{format_ratio(total['worst_ratio'])} |\n\n")
+    w("No answer: the backend crashed, exited, timed out or raised SystemExit or "
+      "KeyboardInterrupt (its status says which).\n\n")
     registry = _markdown_registry()
     fails = failures(results)
     w(f"## Failures ({len(fails)})\n\n")
@@ -366,7 +450,8 @@ def markdown_report(results, *, versions_: dict, meta: dict | None = None,
 
 
 def _markdown_failure(r) -> str:
-    lines = [f"### `{r.case.id}` on {r.backend}\n"]
+    lines = [f"### `{r.case.id}` on {r.backend}" + ("" if r.status == "failed"
+                                                     else f" ({r.status})") + "\n"]
     lines += [f"- {_md_escape(line)}" for line in failure_details(r)]
     lines.append("\n<details><summary>reproduce</summary>\n\n```python\n"
                  + reproduction(r).rstrip() + "\n```\n</details>\n\n")
@@ -410,18 +495,21 @@ def append_step_summary(results, *, versions_: dict, meta: dict | None = None) -
 
 # ---- JUnit XML -----------------------------------------------------------------------------------
 def junit_xml(results, *, versions_: dict, meta: dict | None = None) -> str:
-    """One testcase per case x backend: failed -> <failure>, unsupported -> <skipped>."""
+    """One testcase per case x backend: failed -> <failure>, no answer (crashed, timeout, ...)
+    -> <error type=status>, unsupported -> <skipped>."""
     meta = meta or {}
     by_backend: dict[str, list] = defaultdict(list)
     for r in results:
         by_backend[r.backend].append(r)
     root = ET.Element("testsuites", name="crosscheck", tests=str(len(results)),
                       failures=str(sum(r.status == "failed" for r in results)),
+                      errors=str(sum(r.status in ABORTED for r in results)),
                       skipped=str(sum(r.status == "unsupported" for r in results)),
                       time=f"{sum(r.seconds for r in results):.3f}")
     for backend, items in by_backend.items():
         suite = ET.SubElement(root, "testsuite", name=f"crosscheck.{backend}",
-                              tests=str(len(items)), errors="0",
+                              tests=str(len(items)),
+                              errors=str(sum(r.status in ABORTED for r in items)),
                               failures=str(sum(r.status == "failed" for r in items)),
                               skipped=str(sum(r.status == "unsupported" for r in items)),
                               time=f"{sum(r.seconds for r in items):.3f}")
@@ -431,16 +519,24 @@ def junit_xml(results, *, versions_: dict, meta: dict | None = None) -> str:
         ET.SubElement(props, "property", name="backend_version",
                       value=str(versions_.get("backends", {}).get(backend)))
         ET.SubElement(props, "property", name="tolerance", value=str(meta.get("tolerance")))
+        ET.SubElement(props, "property", name="complete", value=str(meta.get("complete", True)))
+        if meta.get("stop_reason"):
+            ET.SubElement(props, "property", name="stop_reason", value=str(meta["stop_reason"]))
         for r in items:
             case = ET.SubElement(suite, "testcase",
                                  classname=f"crosscheck.{backend}.{r.case.op}.{r.case.direction}",
                                  name=r.case.id, time=f"{r.seconds:.4f}")
-            if r.status == "failed":
+            if r.status in FAILING:
                 details = failure_details(r)
-                fail = ET.SubElement(case, "failure", message=_xml_safe(details[0])[:500],
-                                     type="discrepancy" if r.discrepancies else "crash")
+                if r.status == "failed":
+                    fail = ET.SubElement(case, "failure", message=_xml_safe(details[0])[:500],
+                                         type="discrepancy" if r.discrepancies else "error")
+                else:
+                    headline = r.reason.strip().splitlines()[0] if r.reason else str(r.status)
+                    fail = ET.SubElement(case, "error", message=_xml_safe(headline)[:500],
+                                         type=str(r.status))
                 text = "\n".join(details) + "\n\n" + reproduction(r)
-                if r.reason and r.reason.startswith("crashed"):
+                if r.reason and "\n" in r.reason.strip():
                     text += "\n" + r.reason
                 fail.text = _xml_safe(text)
             elif r.status == "unsupported":

@@ -2,29 +2,33 @@
 
 The reference is refcnn in float64 on the case's inputs (already rounded to
 the case's dtype), so every dtype is judged against exact-ish arithmetic on
-the very same numbers. Statuses:
+the very same numbers. Each backend is called through :mod:`crosscheck.isolation`:
+on its own read-only copies of the inputs (out-of-tree backends in a worker
+process with a timeout); the verdict is always reached here. Statuses
+(:class:`crosscheck.statuses.Status`):
 
 * ``passed``: every output within its bound;
-* ``failed``: an output outside its bound, a crash, or a declared divergence
-  that did not show (the backend no longer follows what it declares);
+* ``failed``: an output outside its bound or missing, an exception, a modified
+  input, an output that is a view of an input, or a declared divergence that
+  did not show (the backend no longer follows what it declares);
 * ``divergent``: disagrees with refcnn on a case probing a known difference
   where the backend declares another convention (:mod:`crosscheck.semantics`);
-* ``unsupported``: the backend cannot express the case (with its reason).
+* ``unsupported``: the backend cannot express the case (with its reason);
+* ``crashed``, ``exited``, ``timeout``, ``system-exit``, ``keyboard-interrupt``,
+  ``protocol-error``: the backend gave no answer (the reason says how).
 """
 
 from __future__ import annotations
 
 import functools
-import time
-import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from crosscheck import semantics, tolerance
-from crosscheck.backends import Backend, Unsupported, output_names
+from crosscheck import isolation, semantics, tolerance
+from crosscheck.backends import Backend, output_names
 from crosscheck.cases import Case, Inputs, make_inputs
-from crosscheck.compare import Discrepancy, compare
+from crosscheck.compare import Discrepancy, compare, reproduction
 from crosscheck.statuses import STATUSES, Status
 
 __all__ = ["STATUSES", "Status", "CaseResult", "reference_outputs", "prepared", "run_backend",
@@ -44,6 +48,10 @@ class CaseResult:
     reason: str | None = None
     odd_one_out: str | None = None
     seconds: float = 0.0
+    #: Inputs the backend changed (its own copies: nobody else saw the change).
+    modified_inputs: list[str] = field(default_factory=list)
+    #: Outputs that are views of an input, as ``"y (a view of x)"``.
+    aliased_outputs: list[str] = field(default_factory=list)
     #: The backend's outputs, kept so that naming the odd one out need not rerun it.
     outputs: dict | None = field(default=None, repr=False, compare=False)
 
@@ -54,7 +62,7 @@ class CaseResult:
     def summary(self) -> str:
         head = f"[{self.status}] {self.backend} {self.case.id}"
         if self.reason:
-            head += f": {self.reason.splitlines()[-1] if self.reason else ''}"
+            head += f": {self.reason.splitlines()[0]}"
         lines = [head] + ["  " + d.summary() for d in self.discrepancies if not d.passed]
         if self.odd_one_out:
             lines.append(f"  odd one out: {self.odd_one_out}")
@@ -66,6 +74,8 @@ class CaseResult:
             "dtype": self.case.dtype, "backend": self.backend, "status": self.status,
             "reason": self.reason, "odd_one_out": self.odd_one_out,
             "worst_ratio": _finite_or_text(self.worst_ratio), "seconds": self.seconds,
+            "modified_inputs": list(self.modified_inputs),
+            "aliased_outputs": list(self.aliased_outputs),
             "spec": self.case.to_dict(),
             "discrepancies": [d.to_dict() for d in self.discrepancies],
         }
@@ -87,24 +97,41 @@ def prepared(case: Case, mode: str = "bound"):
 
 
 def run_backend(case: Case, name: str, backend: Backend, mode: str = "bound") -> CaseResult:
-    """Run one backend on one case and judge it. Never raises."""
-    start = time.perf_counter()
-    try:
-        reason = backend.unsupported(case)
-        if reason:
-            return CaseResult(case, name, Status.UNSUPPORTED, reason=reason)
-        inputs, ref, bnds = prepared(case, mode)
-        out = backend.run(case, inputs)
-    except Unsupported as exc:
-        return CaseResult(case, name, Status.UNSUPPORTED, reason=str(exc))
-    except Exception:  # noqa: BLE001 - a crashing backend is a failed case, the run goes on
-        return CaseResult(case, name, Status.FAILED, reason="crashed: " + traceback.format_exc(),
-                          seconds=time.perf_counter() - start)
-    discs = [
-        compare(out.get(k) if isinstance(out, dict) else None, ref[k], bnds[k],
-                case_id=case.id, backend=name, output=k)
-        for k in output_names(case)
-    ]
+    """Run one backend on one case and judge it. Never raises (but passes on Ctrl-C)."""
+    if getattr(backend, "isolated", False):
+        try:
+            inputs = prepared(case, mode)[0]
+        except Exception as exc:  # noqa: BLE001 - crosscheck's problem, named as such
+            return CaseResult(case, name, Status.FAILED, reason="crosscheck could not make the "
+                              f"inputs: {type(exc).__name__}: {exc}")
+        answer = backend.call(case, inputs)
+    else:
+        answer = isolation.call_in_process(backend, case, lambda: prepared(case, mode)[0])
+    return judge(case, name, answer, mode)
+
+
+def judge(case: Case, name: str, answer: isolation.Answer, mode: str = "bound") -> CaseResult:
+    """The verdict on what one backend did with one case (:class:`isolation.Answer`)."""
+    if answer.unsupported is not None:
+        return CaseResult(case, name, Status.UNSUPPORTED, reason=answer.unsupported,
+                          seconds=answer.seconds)
+    problems = []
+    if answer.modified:
+        problems.append(f"modified its input{'s' if len(answer.modified) > 1 else ''} "
+                        f"{', '.join(answer.modified)} (it is handed read-only copies: it made "
+                        "them writeable and wrote to them)")
+    if answer.aliased:
+        problems.append("returned a view of its inputs: " + ", ".join(answer.aliased))
+    extra = dict(seconds=answer.seconds, modified_inputs=list(answer.modified),
+                 aliased_outputs=list(answer.aliased))
+    if answer.status is not None:
+        return CaseResult(case, name, answer.status, reason=answer.reason, **extra)
+    if answer.error is not None:
+        reason = answer.error if not problems else "; ".join(problems) + "\n" + answer.error
+        return CaseResult(case, name, Status.FAILED, reason=reason, **extra)
+    _, ref, bnds = prepared(case, mode)
+    out = answer.outputs
+    discs = [_compare_output(case, name, out, k, ref[k], bnds[k]) for k in output_names(case)]
     status = Status.PASSED if all(d.passed for d in discs) else Status.FAILED
     reason = None
     diff = semantics.declared_divergence(case, name)
@@ -119,8 +146,24 @@ def run_backend(case: Case, name: str, backend: Backend, mode: str = "bound") ->
     bug = semantics.known_bug(case, name) if status == Status.FAILED and reason is None else None
     if bug is not None:
         status, reason = Status.DIVERGENT, f"known bug {bug.key}: {'; '.join(bug.sources)}"
-    return CaseResult(case, name, status, discs, reason, seconds=time.perf_counter() - start,
-                      outputs=out)
+    if problems:
+        status = Status.FAILED
+        reason = "; ".join(problems) + ("\n" + reason if reason else "")
+    return CaseResult(case, name, status, discs, reason, outputs=out, **extra)
+
+
+def _compare_output(case, name, out, key, ref, bound) -> Discrepancy:
+    """compare() on one output, or a failed Discrepancy saying why there is nothing to compare."""
+    if not isinstance(out, dict):
+        error = f"returned {isolation.describe(out)}, not a dict of arrays"
+    elif key not in out:
+        error = f"returned no {key!r} (its keys: {sorted(map(str, out))})"
+    elif isinstance(out[key], isolation.NotAnArray):
+        error = f"returned {isolation.describe(out[key])} as {key!r}, not an array"
+    else:
+        return compare(out[key], ref, bound, case_id=case.id, backend=name, output=key)
+    return Discrepancy(case_id=case.id, backend=name, output=key, passed=False, error=error,
+                       bound=bound.description, reproduce=reproduction(case.id, name, key))
 
 
 def run_case(case: Case, backends: dict[str, Backend], mode: str = "bound") -> list[CaseResult]:
@@ -146,7 +189,8 @@ def _name_odd_one_out(case, results, mode):
 
     If two or more independent backends (not refcnn's own) ran, all of them
     failed, and they agree with each other, the reference is the odd one out.
-    Otherwise the failing backends are.
+    Otherwise the failing backends are. Naming is an aid to the reader: whatever
+    the backends returned, it never raises, so no case loses its results.
     """
     # Only real disagreements: a backend that agreed although it declares a divergence
     # failed for another reason (its declaration is out of date).
@@ -154,32 +198,54 @@ def _name_odd_one_out(case, results, mode):
               and not all(d.passed for d in r.discrepancies)]
     if not failed:
         return
-    independent = [r for r in results if semantics.family(r.backend) != "refcnn"
-                   and r.status in (Status.PASSED, Status.FAILED) and r.discrepancies]
-    verdict = None
-    if len(independent) >= 2 and all(r.status == Status.FAILED for r in independent):
-        if _agree(case, independent, mode):
-            verdict = f"refcnn (the reference): {', '.join(r.backend for r in independent)} " \
-                      "agree with each other and not with it"
-    if verdict is None:
-        agreeing = ["refcnn float64"] + [r.backend for r in results if r.status == Status.PASSED]
-        verdict = ", ".join(r.backend for r in failed) + \
-            f" (disagrees with {', '.join(agreeing)})"
+    try:
+        verdict = _odd_one_out(case, results, failed, mode)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        verdict = f"not named ({type(exc).__name__}: {exc})"
     for r in failed:
         r.odd_one_out = verdict
 
 
+def _odd_one_out(case, results, failed, mode) -> str:
+    independent = [r for r in results if semantics.family(r.backend) != "refcnn"
+                   and r.status in (Status.PASSED, Status.FAILED) and r.discrepancies]
+    if len(independent) >= 2 and all(r.status == Status.FAILED for r in independent):
+        if _agree(case, independent, mode):
+            return f"refcnn (the reference): {', '.join(r.backend for r in independent)} " \
+                   "agree with each other and not with it"
+    agreeing = ["refcnn float64"] + [r.backend for r in results if r.status == Status.PASSED]
+    return ", ".join(r.backend for r in failed) + f" (disagrees with {', '.join(agreeing)})"
+
+
 def _agree(case, results, mode) -> bool:
-    _, _, bnds = prepared(case, mode)
-    outs = [r.outputs for r in results]
+    """Whether every result has every output, of the reference's shape, within twice the bound
+    of the first result's. Missing, odd or misshapen outputs agree with nothing."""
+    _, ref, bnds = prepared(case, mode)
+    names = output_names(case)
+    outs = []
+    for r in results:
+        arrays = {k: _as_output(r.outputs, k, ref[k].shape) for k in names}
+        if any(a is None for a in arrays.values()):
+            return False
+        outs.append(arrays)
     first = outs[0]
     for other in outs[1:]:
-        for k in output_names(case):
+        for k in names:
             # Two backends may each err by up to the bound: allow twice it between them.
             doubled = tolerance.Bound(2 * bnds[k].allowed, bnds[k].description)
             if not compare(other[k], first[k], doubled).passed:
                 return False
     return True
+
+
+def _as_output(outputs, key, shape):
+    if not isinstance(outputs, dict) or key not in outputs:
+        return None
+    try:
+        a = np.asarray(outputs[key], dtype=np.float64)
+    except Exception:  # noqa: BLE001 - not numbers: agrees with nothing
+        return None
+    return a if a.shape == shape else None
 
 
 def _finite_or_text(value: float):
