@@ -86,6 +86,15 @@ def _unit_stride_max_pool(case: Case) -> bool:
     return case.return_indices or (case.rank != 2 and padded)
 
 
+def _tensorflow_argmax(case: Case) -> bool:
+    """A max pool the TensorFlow backend runs with max_pool_with_argmax (indices asked for,
+    1-D or 2-D, undilated; adaptive max pooling with indices)."""
+    if case.family == "adaptive_max_pool":
+        return case.return_indices
+    return (case.family == "max_pool" and case.return_indices and case.rank < 3
+            and set(case.dilation) == {1})
+
+
 DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         "maxpool_tie_gradient",
@@ -103,14 +112,19 @@ DIFFERENCES: tuple[Difference, ...] = (
         "maxpool_nan_forward",
         "Max pooling over a window holding NaN",
         {"refcnn": "NaN", "torch": "NaN", "jax": "NaN",
-         "tensorflow": "ignores NaN (max of the rest)",
+         "tensorflow": "not propagated: tf.nn.max_pool gives the max of the rest; "
+                       "max_pool_with_argmax keeps a NaN only as a window's first cell",
          "onnxruntime": "not propagated: float64 and Indices kernels keep a NaN only as a "
                         "window's first cell; float32/float16 kernels (MLAS) keep or drop it "
                         "by its position and the rank",
          "onnx": "not propagated: a window's first real cell if NaN, else the max of the "
                  "rest; with unit strides and dilations every NaN is ignored"},
-        probes=(("max_pool", "forward", "nan"),),
+        probes=(("max_pool", "forward", "nan"), ("adaptive_max_pool", "forward", "nan")),
         sources=("docs/semantics.md",
+                 "tensorflow/core/kernels/eigen_pooling.h (SpatialMaxPooling: Eigen's "
+                 ".maximum(), which skips NaN)",
+                 "tensorflow/core/kernels/maxpooling_op.cc (SpatialMaxPoolWithArgMaxHelper: "
+                 "output < input || first cell)",
                  "ONNX MaxPool: 'the maximum ... exclude pad', no rule for NaN",
                  "onnxruntime core/providers/cpu/nn/pool_functors.h (x > max scan), MLAS pool",
                  "onnx/reference/ops/op_max_pool.py, _op_common_pool.py",
@@ -133,12 +147,12 @@ DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         "maxpool_all_neginf_forward",
         "Max pooling over a window whose real cells are all -inf",
-        {"refcnn": "-inf", "torch": "-inf", "jax": "-inf",
-         "tensorflow": "-3.4028235e38"},
+        {"refcnn": "-inf", "torch": "-inf", "jax": "-inf"},
         probes=(("max_pool", "forward", "neginf"),),
         sources=("docs/semantics.md",),
         notes="ONNX Runtime gives -inf in float64 and with Indices; its float32 kernel's "
-              "-3.4028235e38 breaks ONNX's own rule: known bug onnxruntime_maxpool_neginf_lowest.",
+              "-3.4028235e38 breaks ONNX's own rule: known bug onnxruntime_maxpool_neginf_lowest. "
+              "TensorFlow's value depends on op and dtype: tensorflow_maxpool_neginf_lowest.",
     ),
     Difference(
         "maxpool_all_neginf_gradient",
@@ -189,6 +203,11 @@ DIFFERENCES: tuple[Difference, ...] = (
                   "average-pool dilation; 'same' for transposed conv; float16/bfloat16 "
                   "avg_pool3d on CPU",
          "jax": "max-pool gradient with window dilation (NotImplementedError)",
+         "tensorflow": "on CPU: float64 grouped-conv gradients and dilated transposed conv "
+                       "or conv gradients (Eigen kernels); grouped conv3d; float64/float16 "
+                       "3-D pools; max_pool_with_argmax in 3-D or with dilation; average-pool "
+                       "divisor_override, or padding left out of the divisor other than as "
+                       "'SAME' (probed, in TensorFlow's words)",
          "onnx": "gradients (inference only); adaptive pooling other than output size 1; "
                  "AveragePool divisor_override; ConvTranspose output_padding >= stride "
                  "(ONNX's 'stride/dilation' read as stride by both runtimes)",
@@ -211,6 +230,82 @@ DIFFERENCES: tuple[Difference, ...] = (
               "torch.backends.mkldnn.flags(enabled=False).",
         known_bug=True,
         match=lambda case: case.family == "conv" and case.dtype == "bfloat16",
+    ),
+    Difference(
+        "tensorflow_maxpool_neginf_lowest",
+        "TensorFlow's max pooling over a window whose real cells are all -inf",
+        {"refcnn": "-inf",
+         "tensorflow": "the dtype's lowest finite value (-3.4028235e38 in float32, "
+                       "-1.7976931348623157e308 in float64) from tf.nn.max_pool"},
+        sources=("tensorflow/core/kernels/eigen_pooling.h (SpatialMaxPooling pads with "
+                 "-NumTraits<T>::highest() and takes .maximum(), which starts from lowest())",
+                 "measured: tensorflow 2.21.0 CPU"),
+        notes="max_pool_with_argmax (indices) and the oneDNN float16/bfloat16 kernels give "
+              "-inf, as refcnn does: the declaration covers tf.nn.max_pool in float32/float64.",
+        match=lambda case: (case.family in ("max_pool", "adaptive_max_pool")
+                            and case.direction == "forward" and case.inputs == "neginf"
+                            and case.dtype in ("float32", "float64")
+                            and not case.return_indices),
+    ),
+    Difference(
+        "tensorflow_maxpool_argmax_nan_gradient",
+        "TensorFlow's max_pool_with_argmax gradient of a window holding NaN",
+        {"refcnn": "the last NaN in window order (torch's val > max || isnan(val) scan)",
+         "tensorflow": "the window's first cell when it is NaN, else its first maximum "
+                       "ignoring NaN (the cell its forward chose)"},
+        sources=("tensorflow/core/kernels/maxpooling_op.cc (SpatialMaxPoolWithArgMaxHelper: "
+                 "output < input || first cell)", "measured: tensorflow 2.21.0 CPU"),
+        notes="[1,nan,3,1,3] (window 3, stride 1) routes to [0,1,2,0,0], "
+              "[nan,2,nan,1,0] to [1,1,1,0,0].",
+        match=lambda case: (case.direction == "backward" and case.inputs == "nan"
+                            and _tensorflow_argmax(case)),
+    ),
+    Difference(
+        "tensorflow_maxpool_nan_gradient",
+        "TensorFlow's tf.nn.max_pool gradient goes to a NaN that its forward ignored",
+        {"refcnn": "the last NaN in window order, which is also the output",
+         "tensorflow": "the window's first cell when it is NaN, else its first maximum "
+                       "ignoring NaN, while the forward ignores every NaN (known bug)"},
+        sources=("docs/bugs/tensorflow_maxpool_nan_gradient.py",
+                 "tensorflow/core/kernels/maxpooling_op.cc (MaxPoolingGradOp recomputes the "
+                 "argmax with SpatialMaxPoolWithArgMaxHelper instead of using the output)"),
+        notes="[1,nan,3,1,3] (window 3, stride 1) gives y = [3,3,3] but routes the gradient "
+              "to [0,1,2,0,0]: window [nan,3,1] outputs 3 and sends its gradient to the NaN.",
+        known_bug=True,
+        match=lambda case: (case.family in ("max_pool", "adaptive_max_pool")
+                            and case.direction == "backward" and case.inputs == "nan"
+                            and case.rank < 3 and not _tensorflow_argmax(case)),
+    ),
+    Difference(
+        "tensorflow_maxpool3d_grad_near_ties",
+        "TensorFlow's 3-D max-pool gradient goes to every cell within 1e-5 of the max",
+        {"refcnn": "the first maximum in row-major window order",
+         "tensorflow": "every cell with |x - max| < 1e-5, each the window's full gradient "
+                       "(known bug)"},
+        sources=("docs/bugs/tensorflow_maxpool3d_grad_near_ties.py",
+                 "tensorflow/core/kernels/pooling_ops_3d.cc (LaunchMaxPooling3dGradOp: "
+                 "(tensor_in_slice - tensor_out_slice).abs() < 1e-5 selects the gradient)"),
+        notes="Found by this suite on the float32 'offset' probe (1e8 + [0, 64): rounding "
+              "ties). Distinct values within 1e-5 count too, so inputs of magnitude 1e-5 or "
+              "less get the gradient almost everywhere; random inputs rarely come that close.",
+        known_bug=True,
+        match=lambda case: (case.family == "max_pool" and case.rank == 3
+                            and case.direction == "backward"
+                            and case.inputs in ("ties", "offset")),
+    ),
+    Difference(
+        "tensorflow_onednn_conv_empty_batch",
+        "TensorFlow's oneDNN convolution returns the input's shape for an empty batch",
+        {"refcnn": "(0, *out, C_out)",
+         "tensorflow": "(0, *spatial, C_in) from the oneDNN 1-D/2-D kernels (known bug)"},
+        sources=("docs/bugs/tensorflow_onednn_conv_empty_batch.py",
+                 "tensorflow PR #112639 (closed; allocates the computed shape in oneDNN's "
+                 "zero-element early return)", "tensorflow PR #30968 (the same fix for Conv3D)"),
+        notes="float32, float16 and bfloat16 convolutions go to oneDNN (TF_ENABLE_ONEDNN_OPTS "
+              "defaults on); float64 and TF_ENABLE_ONEDNN_OPTS=0 give the right shape.",
+        known_bug=True,
+        match=lambda case: (case.family == "conv" and case.direction == "forward"
+                            and case.n == 0 and case.rank < 3 and case.dtype != "float64"),
     ),
     Difference(
         "onnxruntime_maxpool_neginf_lowest",

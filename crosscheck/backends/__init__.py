@@ -44,6 +44,8 @@ REGISTRY: dict[str, Registered] = {
                       "jax.lax, channels-last"),
     "jax.nchw": Registered("crosscheck.backends.jax_backend:JaxNchwBackend", "jax",
                            "jax.lax through NCHW adapters", every=4),
+    "tensorflow": Registered("crosscheck.backends.tensorflow_backend:TensorflowBackend",
+                             "tensorflow", "tf.nn on CPU, channels-last, eager"),
     "onnxruntime": Registered("crosscheck.backends.onnx_backend:OnnxRuntimeBackend",
                               "onnxruntime", "ONNX Runtime CPU, one-node graphs, forward only"),
     "onnx.reference": Registered("crosscheck.backends.onnx_backend:OnnxReferenceBackend", "onnx",
