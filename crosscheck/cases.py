@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from crosscheck import ops as op_table
-from crosscheck.ops import DIRECTION_TOKENS, DIRECTIONS
+from crosscheck.ops import DIRECTION_TOKENS, DIRECTIONS, HIGHER_ORDER  # noqa: F401
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 #: Input kinds: continuous random values (the sweeps), or probes of a known difference.
@@ -58,8 +58,9 @@ class Case:
 
     def __post_init__(self):
         entry, rank = op_table.get(self.op)
-        if self.direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if self.direction not in DIRECTION_TOKENS:
+            raise ValueError(f"direction must be one of {tuple(DIRECTION_TOKENS)}, got "
+                             f"{self.direction!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.inputs not in INPUT_KINDS:
@@ -295,18 +296,33 @@ def _jsonable(params: dict) -> dict:
     return {k: plain(v) for k, v in params.items()}
 
 
+#: Every array an :class:`Inputs` can hold, in order: the primals and dy, then the jvp
+#: tangents, then the double_backward cotangents of the backward's outputs.
+ROLES = ("x", "w", "b", "dy", "tx", "tw", "tb", "gx", "gw", "gb")
+
+
 @dataclass(frozen=True)
 class Inputs:
     """A case's arrays in canonical layout, float64, holding values exact in the case's dtype.
 
     x: (N, *spatial, C_in); w: the op's weight shape or None; b: (C_out,) or None;
-    dy: (N, *out, C_out), the cotangent for backward cases.
+    dy: (N, *out, C_out), the cotangent for backward (and double_backward) cases.
+    jvp cases add the tangents tx, tw, tb (x's, w's, b's shapes; None where the primal
+    is); double_backward cases the cotangents gx, gw, gb of the backward's dx, dw, db.
+    They are None for every other direction, so ``Inputs(x, w, b, dy)`` (0.1.0's
+    protocol) still builds the inputs of a forward or backward case.
     """
 
     x: np.ndarray
     w: np.ndarray | None
     b: np.ndarray | None
     dy: np.ndarray
+    tx: np.ndarray | None = None
+    tw: np.ndarray | None = None
+    tb: np.ndarray | None = None
+    gx: np.ndarray | None = None
+    gw: np.ndarray | None = None
+    gb: np.ndarray | None = None
 
 
 def make_inputs(case: Case) -> Inputs:
@@ -336,8 +352,16 @@ def make_inputs(case: Case) -> Inputs:
         raise ValueError(f"case {case.id} has no output ({out}): the kernel is larger "
                          "than the padded input")
     dy = rng.standard_normal((case.n, *out, case.c_out))
-    return Inputs(*(None if a is None else _frozen(round_to(a, case.dtype))
-                    for a in (x, w, b, dy)))
+    arrays = [x, w, b, dy]
+    if case.direction in HIGHER_ORDER:
+        # Drawn after dy, so x, w, b and dy are the forward case's; continuous whatever
+        # the input kind (a probe's ties and NaN are in x). Tangents in the jvp slots,
+        # second-order cotangents in the double_backward ones.
+        extra = [rng.standard_normal(x.shape),
+                 None if w is None else rng.standard_normal(w.shape) / np.sqrt(fan_in),
+                 None if b is None else rng.standard_normal(b.shape)]
+        arrays += extra + [None] * 3 if case.direction == "jvp" else [None] * 3 + extra
+    return Inputs(*(None if a is None else _frozen(round_to(a, case.dtype)) for a in arrays))
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -23,9 +23,17 @@ import numpy as np
 
 from crosscheck.params import Param
 
+#: First-order directions: every sweep geometry (and every network layer) runs in both.
 DIRECTIONS = ("forward", "backward")
+#: Forward mode and second-order reverse mode, run on a subset of the sweep's geometries.
+#: ``jvp``: the output's tangent ``ty`` for tangents ``tx`` (and ``tw``, ``tb``) of the
+#: inputs. ``double_backward``: the VJP of the backward at ``(dy, x, w, b)`` for cotangents
+#: ``gx`` (and ``gw``, ``gb``) of its outputs, i.e. the gradients of
+#: ``<dx, gx> + <dw, gw> + <db, gb>`` with respect to what the backward reads: ``ddy``
+#: (for dy) and ``dx``, ``dw`` (for x and w) where the backward depends on them.
+HIGHER_ORDER = ("jvp", "double_backward")
 #: The short form of each direction in case ids.
-DIRECTION_TOKENS = {"forward": "fwd", "backward": "bwd"}
+DIRECTION_TOKENS = {"forward": "fwd", "backward": "bwd", "jvp": "jvp", "double_backward": "bwd2"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,11 @@ class Op:
     ranks : spatial ranks the suite checks
     params : parameters in id order
     weighted : the op takes weights ``w`` (and, with ``bias``, ``b``)
-    outputs : direction -> output names (``db`` is dropped for cases without bias)
+    outputs : direction -> output names (``db`` is dropped for cases without bias): forward
+        ``y`` (and max pools' ``indices``), backward ``dx, dw, db``, jvp ``ty``,
+        double_backward ``ddy`` plus ``dx, dw`` for convs (b is in no first-order
+        gradient), ``dx`` for max pools (zeros: the routing is piecewise constant in x)
+        and nothing more for average pools (their backward reads x only for its shape)
     reference : ``(case, inputs) -> {name: float64 array}`` through ``refcnn.functional``
     magnitudes : ``(case, inputs) -> {name: (K, A)}``: terms summed per element and the
         computation redone on absolute values (the rounding bound's ingredients)
@@ -110,47 +122,69 @@ def options(case) -> dict:
     return _conv_options(case) if get(case.op)[0].weighted else pool_options(case)
 
 
-def _conv_reference(case, inputs):
+def _conv_fns(case):
     F = _functional()
-    fwd, bwd = ((F.conv, F.conv_backward) if case.family == "conv"
-                else (F.conv_transpose, F.conv_transpose_backward))
+    if case.family == "conv":
+        return F.conv, F.conv_backward, F.conv_jvp, F.conv_double_backward
+    return (F.conv_transpose, F.conv_transpose_backward, F.conv_transpose_jvp,
+            F.conv_transpose_double_backward)
+
+
+def _conv_reference(case, inputs):
+    fwd, bwd, jvp, bwd2 = _conv_fns(case)
     opts = _conv_options(case)
+    x, w, b, dy = inputs.x, inputs.w, inputs.b, inputs.dy
     if case.direction == "forward":
-        return {"y": fwd(inputs.x, inputs.w, inputs.b, **opts)}
-    dx, dw, db = bwd(inputs.dy, inputs.x, inputs.w, inputs.b, **opts)
-    return {"dx": dx, "dw": dw, "db": db} if inputs.b is not None else {"dx": dx, "dw": dw}
+        return {"y": fwd(x, w, b, **opts)}
+    if case.direction == "jvp":
+        return {"ty": jvp(x, w, b, inputs.tx, inputs.tw, inputs.tb, **opts)}
+    if case.direction == "double_backward":
+        ddy, dx, dw = bwd2(dy, x, w, b, inputs.gx, inputs.gw, inputs.gb, **opts)
+        return {"ddy": ddy, "dx": dx, "dw": dw}
+    dx, dw, db = bwd(dy, x, w, b, **opts)
+    return {"dx": dx, "dw": dw, "db": db} if b is not None else {"dx": dx, "dw": dw}
 
 
 def _conv_magnitudes(case, inputs):
-    F = _functional()
+    """K and A per output. The higher-order outputs are the same bilinear forms with a
+    tangent (or second-order cotangent) in one slot: ``ty = x*tw + tx*w + tb`` sums twice
+    the forward's products plus one, ``ddy`` the same with ``g`` for ``t``, and the
+    second-order ``dx``, ``dw`` are the first-order ones with ``gw`` for w, ``gx`` for x."""
+    fwd, bwd, _, _ = _conv_fns(case)
     x, w, dy = _finite_abs(inputs.x), np.abs(inputs.w), np.abs(inputs.dy)
     b = None if inputs.b is None else np.abs(inputs.b)
     taps, g = math.prod(case.kernel), case.groups
     opts = _conv_options(case)
     rows_out = case.n * math.prod(_out(case))
-    if case.family == "conv":
-        if case.direction == "forward":
-            return {"y": (taps * case.c_in // g + 1, F.conv(x, w, b, **opts))}
-        dx, dw, db = F.conv_backward(dy, x, w, b, **opts)
-        found = {"dx": (taps * case.c_out // g, dx), "dw": (rows_out, dw)}
-    else:
-        if case.direction == "forward":
-            return {"y": (taps * case.c_in // g + 1, F.conv_transpose(x, w, b, **opts))}
-        dx, dw, db = F.conv_transpose_backward(dy, x, w, b, **opts)
-        found = {"dx": (taps * case.c_out // g, dx),
-                 "dw": (case.n * math.prod(case.spatial), dw)}
+    fan_in, fan_out = taps * case.c_in // g, taps * case.c_out // g
+    # dw sums over every output position (conv), or every input position (transposed conv).
+    rows_dw = rows_out if case.family == "conv" else case.n * math.prod(case.spatial)
+    if case.direction == "forward":
+        return {"y": (fan_in + 1, fwd(x, w, b, **opts))}
+    if case.direction in HIGHER_ORDER:
+        jvp = case.direction == "jvp"
+        tx, tw, tb = (inputs.tx, inputs.tw, inputs.tb) if jvp else (inputs.gx, inputs.gw,
+                                                                     inputs.gb)
+        tx, tw = _finite_abs(tx), np.abs(tw)
+        tb = None if tb is None else np.abs(tb)
+        both = (2 * fan_in + 1, fwd(tx, w, tb, **opts) + fwd(x, tw, None, **opts))
+        if jvp:
+            return {"ty": both}
+        return {"ddy": both, "dx": (fan_out, bwd(dy, x, tw, None, **opts)[0]),
+                "dw": (rows_dw, bwd(dy, tx, w, None, **opts)[1])}
+    dx, dw, db = bwd(dy, x, w, b, **opts)
+    found = {"dx": (fan_out, dx), "dw": (rows_dw, dw)}
     if db is not None:
         found["db"] = (rows_out, db)
     return found
 
 
 def _pool_fns(case):
+    """(forward, backward, jvp, double_backward) of a pool family in refcnn.functional."""
     F = _functional()
-    return {"max_pool": (F.max_pool, F.max_pool_backward),
-            "avg_pool": (F.avg_pool, F.avg_pool_backward),
-            "adaptive_max_pool": (F.adaptive_max_pool, F.adaptive_max_pool_backward),
-            "adaptive_avg_pool": (F.adaptive_avg_pool, F.adaptive_avg_pool_backward),
-            }[case.family]
+    name = case.family
+    return tuple(getattr(F, name + suffix)
+                 for suffix in ("", "_backward", "_jvp", "_double_backward"))
 
 
 def _pool_call(fn, first, case, **extra):
@@ -161,9 +195,14 @@ def _pool_call(fn, first, case, **extra):
 
 
 def _pool_reference(case, inputs):
-    fwd, bwd = _pool_fns(case)
+    fwd, bwd, jvp, bwd2 = _pool_fns(case)
     if case.direction == "backward":
         return {"dx": _pool_call(bwd, (inputs.dy, inputs.x), case)}
+    if case.direction == "jvp":
+        return {"ty": _pool_call(jvp, (inputs.x, inputs.tx), case)}
+    if case.direction == "double_backward":
+        found = _pool_call(bwd2, (inputs.dy, inputs.x, inputs.gx), case)
+        return dict(zip(("ddy", "dx"), found)) if "max" in case.family else {"ddy": found}
     if case.params.get("return_indices"):
         y, idx = _pool_call(fwd, (inputs.x,), case, return_indices=True)
         return {"y": y, "indices": idx}
@@ -171,9 +210,19 @@ def _pool_reference(case, inputs):
 
 
 def _pool_magnitudes(case, inputs):
-    fwd, bwd = _pool_fns(case)
+    fwd, bwd, _, _ = _pool_fns(case)
     is_max = "max" in case.family
     taps = _window_terms(case)
+    if case.direction in HIGHER_ORDER:
+        # The tangent (or gx) pooled through the forward's routing: a max moves one value
+        # (exact), an average sums a window of it and divides, as the forward does.
+        t = inputs.tx if case.direction == "jvp" else inputs.gx
+        pooled = (0, np.zeros(inputs.dy.shape)) if is_max else \
+            (taps + 1, _pool_call(fwd, (_finite_abs(t),), case))
+        if case.direction == "jvp":
+            return {"ty": pooled}
+        return {"ddy": pooled, "dx": (0, np.zeros(inputs.x.shape))} if is_max else \
+            {"ddy": pooled}
     if case.direction == "forward":
         found = {"y": (0, np.zeros(inputs.dy.shape)) if is_max
                  else (taps + 1, _pool_call(fwd, (_finite_abs(inputs.x),), case))}
@@ -320,9 +369,12 @@ _CEIL = Param("ceil_mode", "flag", False, "ceil", "non-default")
 _INDICES = Param("return_indices", "flag", False, "idx", "non-default")
 _OUTPUT_SIZE = Param("output_size", "axes", None, "a")
 
-_CONV_OUTPUTS = {"forward": ("y",), "backward": ("dx", "dw", "db")}
-_POOL_OUTPUTS = {"forward": ("y",), "backward": ("dx",)}
-_MAX_OUTPUTS = {"forward": ("y", "indices"), "backward": ("dx",)}
+_CONV_OUTPUTS = {"forward": ("y",), "backward": ("dx", "dw", "db"), "jvp": ("ty",),
+                 "double_backward": ("ddy", "dx", "dw")}
+_POOL_OUTPUTS = {"forward": ("y",), "backward": ("dx",), "jvp": ("ty",),
+                 "double_backward": ("ddy",)}
+_MAX_OUTPUTS = {"forward": ("y", "indices"), "backward": ("dx",), "jvp": ("ty",),
+                "double_backward": ("ddy", "dx")}
 
 OPS: dict[str, Op] = {op.family: op for op in (
     Op("conv", (1, 2, 3), (_KERNEL, _STRIDE, _PADDING, _DILATION, _GROUPS, _BIAS), True,

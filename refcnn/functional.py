@@ -17,6 +17,16 @@ Padding forms: an int (every side), a sequence with one entry per spatial axis,
 each an int (both sides) or a pair ``(before, after)``, and for conv and pooling
 the words ``'same'`` (output ``ceil(L / stride)``, the odd pixel after),
 ``'same_lower'`` (the odd pixel before) and ``'valid'`` (no padding).
+
+Every op also has its forward-mode derivative ``*_jvp`` (the output's tangent for
+tangents of the differentiable inputs: ``tx`` for x, ``tw`` for w, ``tb`` for b) and
+its second-order one ``*_double_backward``: the vector-Jacobian product of ``*_backward``
+for cotangents of its outputs (``gx`` for dx, ``gw`` for dw, ``gb`` for db), which
+gives the gradients with respect to its inputs ``dy`` (``ddy``), and x and w where it
+depends on them: ``(ddy, dx, dw)`` for conv, ``(ddy, dx)`` for max pools (dx is zero:
+the routing is piecewise constant in x), ``ddy`` alone for average pools (their
+backward does not read x). A max pool's tangent takes each window's cell that its
+indices name (ties and NaN as in :func:`max_pool`).
 """
 
 from __future__ import annotations
@@ -33,6 +43,10 @@ __all__ = [
     "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward",
     "adaptive_avg_pool", "adaptive_avg_pool_backward",
     "adaptive_max_pool", "adaptive_max_pool_backward",
+    "conv_jvp", "conv_double_backward", "conv_transpose_jvp", "conv_transpose_double_backward",
+    "max_pool_jvp", "max_pool_double_backward", "avg_pool_jvp", "avg_pool_double_backward",
+    "adaptive_avg_pool_jvp", "adaptive_avg_pool_double_backward",
+    "adaptive_max_pool_jvp", "adaptive_max_pool_double_backward",
 ]
 
 _WORDS = ("same", "same_lower", "valid")
@@ -330,6 +344,300 @@ def adaptive_max_pool_backward(dy, x, output_size):
     return spec.adaptive_max_pool_vjp(_f64(dy), _f64(x)).astype(_dtype(dy, x), copy=False)
 
 
+# Forward mode and second order --------------------------------------------------------
+
+def conv_jvp(x, w, b, tx, tw, tb=None, *, stride=1, padding=0, dilation=1, groups=1):
+    """Forward-mode derivative of :func:`conv`: ``conv(tx, w) + conv(x, tw) + tb``.
+
+    Parameters
+    ----------
+    x, w, b, stride, padding, dilation, groups
+        As for :func:`conv` (b may be None).
+    tx : ndarray, x's shape
+    tw : ndarray, w's shape
+    tb : ndarray in b's shape, optional
+        None is a zero tangent; it must be None when b is.
+
+    Returns
+    -------
+    ty : ndarray, shape (N, *L_out, C_out), the promoted dtype of every array given
+    """
+    g = _conv_geometry(x, w, b, stride, padding, dilation, groups)
+    _check_tangents(((tx, "tx", x), (tw, "tw", w), (tb, "tb", b)))
+    ty = spec.conv_jvp(_f64(x), _f64(w), _f64(b), _f64(tx), _f64(tw), _bias(tb, g),
+                       g.stride, g.pads, g.dilation, g.groups)
+    return ty.astype(_dtype(x, w, b, tx, tw, tb), copy=False)
+
+
+def conv_double_backward(dy, x, w, b, gx, gw, gb=None, *, stride=1, padding=0, dilation=1,
+                         groups=1):
+    """Second-order reverse mode of :func:`conv`: the vector-Jacobian product of
+    :func:`conv_backward` at ``(dy, x, w, b)`` with cotangents ``(gx, gw, gb)`` of its
+    ``(dx, dw, db)``.
+
+    Parameters
+    ----------
+    dy, x, w, b, stride, padding, dilation, groups
+        As for :func:`conv_backward` (b may be None).
+    gx : ndarray, x's shape
+    gw : ndarray, w's shape
+    gb : ndarray in b's shape, optional
+        None is a zero cotangent; it must be None when b is.
+
+    Returns
+    -------
+    ddy : ndarray, dy's shape
+        ``conv(gx, w) + conv(x, gw) + gb``.
+    dx : ndarray, x's shape
+        :func:`conv_backward`'s dx with gw for w.
+    dw : ndarray, w's shape
+        :func:`conv_backward`'s dw with gx for x (b appears in no gradient, so there is
+        no db). All in the promoted dtype of every array given.
+    """
+    g = _conv_geometry(x, w, b, stride, padding, dilation, groups)
+    _check_grad(dy, g.out_shape)
+    _check_tangents(((gx, "gx", x), (gw, "gw", w), (gb, "gb", b)))
+    out = spec.conv_double_vjp(_f64(dy), _f64(x), _f64(w), _f64(b), _f64(gx), _f64(gw),
+                               _bias(gb, g), g.stride, g.pads, g.dilation, g.groups)
+    return _grads(out, (dy.shape, x.shape, w.shape), dy, x, w, b, gx, gw, gb)
+
+
+def conv_transpose_jvp(x, w, b, tx, tw, tb=None, *, stride=1, padding=0, output_padding=0,
+                       dilation=1, groups=1):
+    """Forward-mode derivative of :func:`conv_transpose`:
+    ``conv_transpose(tx, w) + conv_transpose(x, tw) + tb``.
+
+    Parameters
+    ----------
+    x, w, b, stride, padding, output_padding, dilation, groups
+        As for :func:`conv_transpose`.
+    tx, tw, tb
+        Tangents, as for :func:`conv_jvp`.
+
+    Returns
+    -------
+    ty : ndarray, shape (N, *L_out, C_out), the promoted dtype of every array given
+    """
+    g = _transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
+    _check_tangents(((tx, "tx", x), (tw, "tw", w), (tb, "tb", b)))
+    ty = spec.conv_transpose_jvp(_f64(x), _f64(w), _f64(b), _f64(tx), _f64(tw), _bias(tb, g),
+                                 g.stride, g.pads, g.dilation, g.groups, g.output_padding)
+    return ty.astype(_dtype(x, w, b, tx, tw, tb), copy=False)
+
+
+def conv_transpose_double_backward(dy, x, w, b, gx, gw, gb=None, *, stride=1, padding=0,
+                                   output_padding=0, dilation=1, groups=1):
+    """Second-order reverse mode of :func:`conv_transpose`: the vector-Jacobian product of
+    :func:`conv_transpose_backward` with cotangents ``(gx, gw, gb)``.
+
+    Parameters
+    ----------
+    dy, x, w, b, stride, padding, output_padding, dilation, groups
+        As for :func:`conv_transpose_backward`.
+    gx, gw, gb
+        Cotangents, as for :func:`conv_double_backward`.
+
+    Returns
+    -------
+    ddy : ndarray, dy's shape
+        ``conv_transpose(gx, w) + conv_transpose(x, gw) + gb``.
+    dx : ndarray, x's shape
+        :func:`conv_transpose_backward`'s dx with gw for w.
+    dw : ndarray, w's shape
+        :func:`conv_transpose_backward`'s dw with gx for x.
+    """
+    g = _transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
+    _check_grad(dy, g.out_shape)
+    _check_tangents(((gx, "gx", x), (gw, "gw", w), (gb, "gb", b)))
+    out = spec.conv_transpose_double_vjp(_f64(dy), _f64(x), _f64(w), _f64(b), _f64(gx),
+                                         _f64(gw), _bias(gb, g), g.stride, g.pads, g.dilation,
+                                         g.groups, g.output_padding)
+    return _grads(out, (dy.shape, x.shape, w.shape), dy, x, w, b, gx, gw, gb)
+
+
+def max_pool_jvp(x, tx, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
+                 return_indices=False):
+    """Forward-mode derivative of :func:`max_pool`: each window's tx at the cell
+    :func:`max_pool`'s indices name (first maximum, last NaN).
+
+    Parameters
+    ----------
+    x, kernel_size, stride, padding, dilation, ceil_mode
+        As for :func:`max_pool`.
+    tx : ndarray, x's shape
+    return_indices : bool
+        Accepted and ignored (indices have no tangent).
+
+    Returns
+    -------
+    ty : ndarray, shape (N, *L_out, C), the promoted dtype of x and tx
+    """
+    _check_flag(return_indices, "return_indices")
+    g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    _check_tangents(((tx, "tx", x),))
+    ty = spec.max_pool_jvp(_f64(x), _f64(tx), g.kernel, g.stride, g.dilation, g.pads,
+                           ceil_mode)
+    return ty.astype(_dtype(x, tx), copy=False)
+
+
+def max_pool_double_backward(dy, x, gx, kernel_size, *, stride=None, padding=0, dilation=1,
+                             ceil_mode=False, return_indices=False):
+    """Second-order reverse mode of :func:`max_pool`: the vector-Jacobian product of
+    :func:`max_pool_backward` with cotangent ``gx`` of its dx.
+
+    Parameters
+    ----------
+    dy, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+        As for :func:`max_pool_backward`.
+    gx : ndarray, x's shape
+
+    Returns
+    -------
+    ddy : ndarray, dy's shape
+        Each window's gx at its chosen cell (:func:`max_pool_jvp` of gx).
+    dx : ndarray, x's shape
+        Zeros: the routing is piecewise constant in x.
+    """
+    _check_flag(return_indices, "return_indices")
+    g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    _check_grad(dy, g.out_shape)
+    _check_tangents(((gx, "gx", x),))
+    out = spec.max_pool_double_vjp(_f64(dy), _f64(x), _f64(gx), g.kernel, g.stride,
+                                   g.dilation, g.pads, ceil_mode)
+    return _grads(out, (dy.shape, x.shape), dy, x, gx)
+
+
+def avg_pool_jvp(x, tx, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+    """Forward-mode derivative of :func:`avg_pool`: the average pool of tx (it is linear).
+
+    Parameters
+    ----------
+    x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override
+        As for :func:`avg_pool`.
+    tx : ndarray, x's shape
+
+    Returns
+    -------
+    ty : ndarray, shape (N, *L_out, C), the promoted dtype of x and tx
+    """
+    g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
+                       count_include_pad, divisor_override)
+    _check_tangents(((tx, "tx", x),))
+    ty = spec.avg_pool(_f64(tx), g.kernel, g.stride, g.dilation, g.pads, ceil_mode,
+                       count_include_pad, divisor_override)
+    return ty.astype(_dtype(x, tx), copy=False)
+
+
+def avg_pool_double_backward(dy, x, gx, kernel_size, *, stride=None, padding=0, dilation=1,
+                             ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """Second-order reverse mode of :func:`avg_pool`: the vector-Jacobian product of
+    :func:`avg_pool_backward` with cotangent ``gx`` of its dx.
+
+    Parameters
+    ----------
+    dy, x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override
+        As for :func:`avg_pool_backward`.
+    gx : ndarray, x's shape
+
+    Returns
+    -------
+    ddy : ndarray, dy's shape
+        The average pool of gx. avg_pool_backward reads x only for its shape, so there
+        is no gradient with respect to x.
+    """
+    g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
+                       count_include_pad, divisor_override)
+    _check_grad(dy, g.out_shape)
+    _check_tangents(((gx, "gx", x),))
+    ddy = spec.avg_pool(_f64(gx), g.kernel, g.stride, g.dilation, g.pads, ceil_mode,
+                        count_include_pad, divisor_override)
+    return ddy.astype(_dtype(dy, x, gx), copy=False)
+
+
+def adaptive_avg_pool_jvp(x, tx, output_size):
+    """Forward-mode derivative of :func:`adaptive_avg_pool`: the adaptive average of tx.
+
+    Parameters
+    ----------
+    x, output_size
+        As for :func:`adaptive_avg_pool`.
+    tx : ndarray, x's shape
+
+    Returns
+    -------
+    ty : ndarray, shape (N, *output_size, C), the promoted dtype of x and tx
+    """
+    out = _adaptive_geometry(x, output_size)
+    _check_tangents(((tx, "tx", x),))
+    return spec.adaptive_avg_pool(_f64(tx), out).astype(_dtype(x, tx), copy=False)
+
+
+def adaptive_avg_pool_double_backward(dy, x, gx, output_size):
+    """Second-order reverse mode of :func:`adaptive_avg_pool`: the vector-Jacobian product
+    of :func:`adaptive_avg_pool_backward` with cotangent ``gx`` of its dx.
+
+    Parameters
+    ----------
+    dy, x, output_size
+        As for :func:`adaptive_avg_pool_backward`.
+    gx : ndarray, x's shape
+
+    Returns
+    -------
+    ddy : ndarray, dy's shape
+        The adaptive average of gx (no gradient with respect to x, as for
+        :func:`avg_pool_double_backward`).
+    """
+    out = _adaptive_geometry(x, output_size)
+    _check_grad(dy, (x.shape[0], *out, x.shape[-1]))
+    _check_tangents(((gx, "gx", x),))
+    return spec.adaptive_avg_pool(_f64(gx), out).astype(_dtype(dy, x, gx), copy=False)
+
+
+def adaptive_max_pool_jvp(x, tx, output_size):
+    """Forward-mode derivative of :func:`adaptive_max_pool`: tx at each bin's chosen cell.
+
+    Parameters
+    ----------
+    x, output_size
+        As for :func:`adaptive_max_pool`.
+    tx : ndarray, x's shape
+
+    Returns
+    -------
+    ty : ndarray, shape (N, *output_size, C), the promoted dtype of x and tx
+    """
+    out = _adaptive_geometry(x, output_size)
+    _check_tangents(((tx, "tx", x),))
+    ty = spec.adaptive_max_pool_jvp(_f64(x), _f64(tx), out)
+    return ty.astype(_dtype(x, tx), copy=False)
+
+
+def adaptive_max_pool_double_backward(dy, x, gx, output_size):
+    """Second-order reverse mode of :func:`adaptive_max_pool`: the vector-Jacobian product
+    of :func:`adaptive_max_pool_backward` with cotangent ``gx`` of its dx.
+
+    Parameters
+    ----------
+    dy, x, output_size
+        As for :func:`adaptive_max_pool_backward`.
+    gx : ndarray, x's shape
+
+    Returns
+    -------
+    ddy : ndarray, dy's shape
+        gx at each bin's chosen cell.
+    dx : ndarray, x's shape
+        Zeros, as for :func:`max_pool_double_backward`.
+    """
+    out = _adaptive_geometry(x, output_size)
+    _check_grad(dy, (x.shape[0], *out, x.shape[-1]))
+    _check_tangents(((gx, "gx", x),))
+    out = spec.adaptive_max_pool_double_vjp(_f64(dy), _f64(x), _f64(gx))
+    return _grads(out, (dy.shape, x.shape), dy, x, gx)
+
+
 # Argument checks: sizes only, no array is touched -------------------------------------
 
 def _f64(a):
@@ -485,6 +793,29 @@ def _adaptive_geometry(x, output_size):
         return tuple(m if o is None else check_int(o, f"output_size[{axis}]", 0)
                      for axis, (o, m) in enumerate(zip(output_size, size)))
     return (check_int(output_size, "output_size", 0),) * rank
+
+
+def _check_tangents(pairs):
+    """Each tangent or second-order cotangent has its primal's shape; one for a missing
+    primal (b of a bias-free conv) is refused, and None elsewhere only for b's."""
+    for t, name, primal in pairs:
+        if t is None:
+            if name[1:] != "b":
+                raise TypeError(f"{name} must be an array of {name[1:]}'s shape, got None")
+            continue
+        if primal is None:
+            raise ValueError(f"{name} is the {'tangent' if name[0] == 't' else 'cotangent'} "
+                             f"of {name[1:]}, which is None: give {name[1:]} too or leave "
+                             f"{name} out")
+        check_array(t, name)
+        if t.shape != primal.shape:
+            raise ValueError(f"{name} must have {name[1:]}'s shape {primal.shape}, got "
+                             f"{t.shape}")
+
+
+def _bias(t, g):
+    """A bias tangent as the spec takes it: float64 of shape (C_out,), or None."""
+    return None if t is None else _f64(t).reshape(g.out_shape[-1])
 
 
 def _grads(grads, shapes, *arrays):

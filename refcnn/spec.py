@@ -19,6 +19,10 @@ padding ``((before, after), ...)``. Conventions are torch's:
   (``count_include_pad``, never ceil_mode's overhang) or on real cells, unless
   ``divisor_override`` is given;
 * adaptive bins are ``[floor(i*L/out), ceil((i+1)*L/out))``.
+
+Forward mode and second order follow from each op's structure (the last section):
+conv and conv_transpose are bilinear in ``(x, w)`` plus ``b``, and pooling is
+linear in ``x`` once its routing (the max's chosen cells, by the scan above) is fixed.
 """
 
 from __future__ import annotations
@@ -335,3 +339,79 @@ def _route(dy, index, x_shape):
     flat = (batch * plane + index) * c + np.arange(c)
     dx = np.bincount(flat.ravel(), weights=dy.ravel(), minlength=n * plane * c)
     return dx.reshape(x_shape)
+
+
+# Forward mode and second order --------------------------------------------------------
+#
+# A bilinear op ``y = B(x, w) + b`` has the JVP ``B(tx, w) + B(x, tw) + tb``. Its VJP is
+# ``(dx, dw, db) = (B_x^T(dy; w), B_w^T(dy; x), sum dy)``, and the VJP of that with
+# cotangents ``(gx, gw, gb)`` differentiates ``<dy, B(gx, w) + B(x, gw) + gb>``: with
+# respect to dy it is the JVP with tangents ``(gx, gw, gb)``, with respect to x the first
+# dx with ``gw`` for ``w``, with respect to w the first dw with ``gx`` for ``x``; b does
+# not appear. A pool is ``y = P(x) x`` with ``P`` fixed by the routing: its JVP is the
+# pool of the tangent through the forward's routing, its second-order dy term the same
+# pool of ``gx``; the routing of a max is piecewise constant in x, so its x term is zero.
+
+def conv_jvp(x, w, b, tx, tw, tb, stride, pads, dilation, groups):
+    """Tangent of :func:`conv` at ``(x, w, b)`` along ``(tx, tw, tb)`` (tb None: none)."""
+    return conv(tx, w, tb, stride, pads, dilation, groups) + \
+        conv(x, tw, None, stride, pads, dilation, groups)
+
+
+def conv_double_vjp(dy, x, w, b, gx, gw, gb, stride, pads, dilation, groups):
+    """VJP of :func:`conv_vjp` at ``(dy, x, w)`` with cotangents ``(gx, gw, gb)`` of its
+    ``(dx, dw, db)``: ``(ddy, dx, dw)``, the gradients with respect to dy, x and w."""
+    ddy = conv_jvp(x, w, b, gx, gw, gb, stride, pads, dilation, groups)
+    dx = _conv_dx(dy, gw, x.shape, stride, pads, dilation, groups)
+    dw = _conv_dw(dy, gx, w.shape, stride, pads, dilation, groups)
+    return ddy, dx, dw
+
+
+def conv_transpose_jvp(x, w, b, tx, tw, tb, stride, pads, dilation, groups, output_padding):
+    """Tangent of :func:`conv_transpose` at ``(x, w, b)`` along ``(tx, tw, tb)``."""
+    return conv_transpose(tx, w, tb, stride, pads, dilation, groups, output_padding) + \
+        conv_transpose(x, tw, None, stride, pads, dilation, groups, output_padding)
+
+
+def conv_transpose_double_vjp(dy, x, w, b, gx, gw, gb, stride, pads, dilation, groups,
+                              output_padding):
+    """VJP of :func:`conv_transpose_vjp` with cotangents ``(gx, gw, gb)``: ``(ddy, dx, dw)``."""
+    ddy = conv_transpose_jvp(x, w, b, gx, gw, gb, stride, pads, dilation, groups,
+                             output_padding)
+    dx = conv(dy, gw, None, stride, pads, dilation, groups, out=x.shape[1:-1])
+    dw = _conv_dw(gx, dy, w.shape, stride, pads, dilation, groups)
+    return ddy, dx, dw
+
+
+def max_pool_jvp(x, tx, kernel, stride, dilation, pads, ceil_mode):
+    """Tangent of :func:`max_pool`: each window's ``tx`` at the cell its scan chose."""
+    return _gather(tx, max_pool(x, kernel, stride, dilation, pads, ceil_mode)[1])
+
+
+def max_pool_double_vjp(dy, x, gx, kernel, stride, dilation, pads, ceil_mode):
+    """VJP of :func:`max_pool_vjp` with cotangent ``gx`` of its dx: ``(ddy, dx)``, ``gx`` at
+    the chosen cells and zeros (the routing does not move under small changes of x)."""
+    return max_pool_jvp(x, gx, kernel, stride, dilation, pads, ceil_mode), np.zeros(x.shape)
+
+
+def adaptive_max_pool_jvp(x, tx, out):
+    """Tangent of :func:`adaptive_max_pool`: ``tx`` at each bin's chosen cell."""
+    return _gather(tx, adaptive_max_pool(x, out)[1])
+
+
+def adaptive_max_pool_double_vjp(dy, x, gx):
+    """VJP of :func:`adaptive_max_pool_vjp` with cotangent ``gx``: ``(ddy, dx)``, as for
+    :func:`max_pool_double_vjp`."""
+    return adaptive_max_pool_jvp(x, gx, dy.shape[1:-1]), np.zeros(x.shape)
+
+
+# Average pools are linear in x: their JVP is the pool of tx, and their VJP reads x only
+# for its shape, so its VJP is the pool of gx alone (there is no x term at all).
+
+def _gather(t, index):
+    """Each window's entry of ``t`` at the flat plane index ``index`` names: the adjoint of
+    :func:`_route`."""
+    n, *size, c = t.shape
+    batch = np.arange(n).reshape(-1, *[1] * (index.ndim - 1))
+    flat = (batch * math.prod(size) + index) * c + np.arange(c)
+    return t.reshape(-1)[flat]

@@ -4,7 +4,9 @@ A per-op table behind :class:`~crosscheck.backends.driver.TableBackend`: the dri
 moves channels first (data ``(N, C, *spatial)``, weights ``(C_out, C_in/groups, *k)``,
 which for a transposed conv's canonical ``(*k, C_out/groups, C_in)`` is torch's own
 ``(C_in, C_out/groups, *k)``), casts to the case's dtype and reads back; gradients
-come from ``torch.autograd.grad`` with ``grad_outputs=dy``. This module is an
+come from ``torch.autograd.grad`` with ``grad_outputs=dy``, forward-mode derivatives
+from ``torch.func.jvp`` and second-order ones from a second ``torch.autograd.grad``
+through the first (``create_graph=True``). This module is an
 independent oracle: padding and output sizes come from :mod:`crosscheck.geometry`,
 never from refcnn, so a geometry bug in refcnn shows up as a disagreement.
 
@@ -258,6 +260,26 @@ class TorchBackend(TableBackend):
         grads = torch.autograd.grad(y, primals, grad_outputs=cotangent, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for p, g in zip(primals, grads)]
 
+    def jvp(self, fn, primals, tangents):
+        return torch.func.jvp(fn, tuple(primals), tuple(tangents))[1]
+
+    def double_vjp(self, fn, primals, cotangent, cotangents):
+        primals = [p.detach().requires_grad_(True) for p in primals]
+        dy = cotangent.detach().requires_grad_(True)
+        with torch.enable_grad():
+            first = torch.autograd.grad(fn(*primals), primals, grad_outputs=dy,
+                                        create_graph=True, allow_unused=True)
+            # A first-order gradient that is None or constant adds nothing to <grads, g>.
+            used = [(g, c) for g, c in zip(first, cotangents) if g is not None and
+                    g.requires_grad]
+            second = torch.autograd.grad([g for g, _ in used], [dy, *primals],
+                                         grad_outputs=[c for _, c in used],
+                                         allow_unused=True) if used else [None] * (
+                                             1 + len(primals))
+        second = [torch.zeros_like(p) if g is None else g.detach()
+                  for p, g in zip([dy, *primals], second)]
+        return second[0], second[1:]
+
     # ---- dtypes torch refuses ------------------------------------------------------------------
     def unsupported_dtype(self, case: Case) -> str | None:
         reason = super().unsupported_dtype(case)
@@ -279,8 +301,13 @@ class TorchBackend(TableBackend):
                                                   device=self.device)
         b = None if shape is None else torch.zeros(1, dtype=dtype, device=self.device)
         dy = torch.ones((1, 1, *probe.out_spatial()), dtype=dtype, device=self.device)
+        arrays = {"x": x, "w": w, "b": b, "dy": dy}
+        # Tangents and second-order cotangents of the primals' shapes (unused elsewhere).
+        for prefix in ("t", "g"):
+            arrays.update({prefix + r: None if a is None else torch.ones_like(a)
+                           for r, a in (("x", x), ("w", w), ("b", b))})
         try:
-            self.compute(probe, {"x": x, "w": w, "b": b, "dy": dy})
+            self.compute(probe, arrays)
         except (RuntimeError, NotImplementedError) as exc:
             text = str(exc).strip()
             first = text.splitlines()[0] if text else type(exc).__name__
