@@ -1,9 +1,9 @@
 """TensorFlow as a backend: ``tf.nn`` convolutions and pools, 1 to 3 spatial dims, channels-last.
 
 A per-op table behind :class:`~crosscheck.backends.driver.TableBackend`. TensorFlow is
-channels-last natively (``NWC``, ``NHWC``, ``NDHWC``, passed explicitly: ``tf.nn.convolution``
-without ``data_format`` loses the 3-D gradient, ``docs/bugs/tensorflow_conv3d_grad_data_format.py``),
-its conv filters are the canonical ``(*k, C_in/groups, C_out)``, and its transposed-conv
+channels-last natively (``NWC``, ``NHWC``, ``NDHWC``, always passed: ``tf.nn.convolution``
+without ``data_format`` has no 3-D gradient, docs/bugs/tensorflow_conv3d_grad_data_format.py),
+its conv filters are the canonical ``(*k, C_in/groups, C_out)`` and its transposed-conv
 filters ``(*k, C_out/groups, C_in)``, so no array is moved. Gradients come from
 ``tf.GradientTape`` with ``output_gradients=dy``; everything runs eagerly on ``/CPU:0``.
 This module is an independent oracle: sizes and 'same' splits come from
@@ -122,9 +122,9 @@ def _conv(case: Case, x, w, b):
         y = tf.nn.conv3d(x, w, [1, *case.stride, 1], padding, data_format=fmt,
                          dilations=[1, *case.dilation, 1])
     if b is None or y.shape.num_elements() == 0:
-        # A bias adds nothing to an empty output; bias_add would reject the misshaped empty
-        # output oneDNN returns for an empty batch (docs/bugs/tensorflow_onednn_conv_empty_batch.py),
-        # which the comparison reports instead.
+        # A bias adds nothing to an empty output, and bias_add would reject the misshaped
+        # empty output oneDNN returns for an empty batch, which the comparison reports
+        # instead (docs/bugs/tensorflow_onednn_conv_empty_batch.py).
         return y
     return tf.nn.bias_add(y, b)
 
@@ -330,7 +330,7 @@ def _bins(case: Case):
 
 
 def _gather_windows(case: Case, x, fill: float):
-    """``(N * prod(out), prod(L), C)``: each bin's cells in row-major order, ``fill`` past its end."""
+    """``(N * prod(out), prod(L), C)``: each bin's cells, row-major, ``fill`` past its end."""
     r, bins = case.rank, _bins(case)
     n, c = x.shape[0], x.shape[-1]
     for axis, (cells, _) in enumerate(bins):
@@ -483,7 +483,7 @@ class TensorflowBackend(TableBackend):
 
     # ---- what TensorFlow refuses ----------------------------------------------------------------
     def unsupported(self, case: Case) -> str | None:
-        # The table's own reasons first: they say more than a tiny case's error would.
+        # The table's own reasons first: TensorFlow's documented limits, no run needed.
         impl = self.ops.get(case.family)
         if impl is not None and impl.unsupported is not None:
             reason = impl.unsupported(case)
