@@ -520,8 +520,7 @@ def network_cases(dtypes=("float32", HALF), directions=DIRECTIONS) -> tuple[Case
     """The networks sweep: every distinct geometry in each dtype and direction (seed 0).
 
     Cases of one geometry and dtype are adjacent (forward, then backward), so they
-    share a compile key and a worker.
-    Dtypes and directions are checked by :class:`~crosscheck.cases.Case` (any of the op
+    share a compile key and a worker. Dtypes and directions are checked by :class:`~crosscheck.cases.Case` (any of the op
     table's directions, the higher-order ones included, may be asked for).
     """
     return tuple(g.with_(dtype=dtype, direction=direction)
