@@ -2,13 +2,14 @@
 
 The default (``"bound"``) allows, per element,
 
-    c * u(dtype) * (K * A + |ref|)
+    c * (u(dtype) * (K * A + |ref|) + (K + 1) * eta(dtype))
 
 where ``u`` is the dtype's unit roundoff, ``K`` the number of terms summed for
 that output (the reduction length), ``A`` the same sum taken over absolute
 values (computed in float64 by refcnn, as each op's table entry says:
-``|x| conv |w| + |b|`` for a conv output, ``|dy| conv^T |w|`` for dx, and so on) and ``|ref|`` covers the final
-rounding to the dtype. ``K * u * A`` is the classical worst-case bound for a
+``|x| conv |w| + |b|`` for a conv output, ``|dy| conv^T |w|`` for dx, and so
+on), ``|ref|`` covers the final rounding to the dtype, and ``eta`` (half the
+dtype's smallest subnormal) the absolute error of a rounding that underflows. ``K * u * A`` is the classical worst-case bound for a
 recursively summed dot product, so the bound is both safe (it scales with the
 reduction length and the magnitudes) and tight where a fixed atol is not: an
 element that needs no arithmetic (a max, a gradient routed once) must be exact.
@@ -25,6 +26,12 @@ from crosscheck.cases import Case, Inputs
 #: Unit roundoff 2**-p of each dtype.
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
                  "bfloat16": 2.0**-8}
+
+#: Half the smallest subnormal of each dtype: the absolute error of one rounding into the
+#: subnormal range, which the relative model ``(1 + delta)`` does not cover (an output that
+#: rounds to a float16 subnormal may be off by 2**-25 however small ``u * |ref|`` is).
+UNDERFLOW = {"float64": 2.0**-1075, "float32": 2.0**-150, "float16": 2.0**-25,
+             "bfloat16": 2.0**-134}
 
 #: Safety factor ``c`` of the rounding bound.
 BOUND_FACTOR = 2.0
@@ -80,9 +87,11 @@ def bounds(case: Case, inputs: Inputs, reference: dict[str, np.ndarray],
             continue
         terms, magnitude = absolute[name]
         finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
-        allowed = BOUND_FACTOR * u * (terms * magnitude + finite_ref)
-        result[name] = Bound(allowed, f"rounding bound {BOUND_FACTOR:g}*u*(K*A+|ref|), "
-                                      f"u=2^{int(np.log2(u))}, K={terms}")
+        # Every one of the K + 1 roundings may also underflow by at most UNDERFLOW.
+        allowed = BOUND_FACTOR * (u * (terms * magnitude + finite_ref)
+                                  + (terms + 1) * UNDERFLOW[case.dtype])
+        result[name] = Bound(allowed, f"rounding bound {BOUND_FACTOR:g}*(u*(K*A+|ref|)"
+                                      f"+(K+1)*eta), u=2^{int(np.log2(u))}, K={terms}")
     return result
 
 
