@@ -12,10 +12,12 @@ whole registry.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crosscheck.cases import Case
+from crosscheck.ops import HIGHER_ORDER
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,16 @@ def _ceil_windows_misplaced(case: Case) -> bool:
                 geometry.pool_overhang(n, k, s, d, p, True) >= 2:
             return True
     return False
+
+
+def _tie_order_differs(case: Case) -> bool:
+    """A max pool whose window spans 2 cells of a padded spatial axis after the first one
+    and more than one cell before it: where JAX's JVP breaks ties otherwise (measured)."""
+    from crosscheck import geometry
+
+    pads = geometry.explicit_pads(case)
+    return any(case.kernel[a] == 2 and any(pads[a]) and math.prod(case.kernel[:a]) > 1
+               for a in range(1, case.rank))
 
 
 def _unit_stride_max_pool(case: Case) -> bool:
@@ -167,6 +179,51 @@ DIFFERENCES: tuple[Difference, ...] = (
                             and any(before > 0 for before, _ in case.padding)),
     ),
     Difference(
+        "maxpool_tie_jvp",
+        "Max-pool forward-mode and second-order derivatives on tied maxima",
+        {"refcnn": "first maximum in row-major window order",
+         "torch": "first maximum in row-major window order",
+         "jax": "select_and_gather_add's order: a later maximum in some windows that span 2 "
+                "cells of a padded spatial axis after the first (its reverse mode keeps the "
+                "first maximum)"},
+        sources=("torch tools/autograd/derivatives.yaml (max_pool*_with_indices: result0 "
+                 "gathers self_t by the indices; max_pool_double_backward)",
+                 "jax/_src/lax/windowed_reductions.py (_reduce_window_chooser_jvp_rule: "
+                 "_select_and_gather_add with ge)", "measured: torch 2.13 CPU, JAX 0.10.2 CPU"),
+        notes="torch gathers the tangent by max_pool's indices. "
+              "x = [[0,1],[1,0]], window 2x2, stride 1, padding ((0,0),(1,0)): the second "
+              "window's tangent is tx[1,0] in JAX, tx[0,1] in torch; the same windows without "
+              "padding, or with a window of 3 or 4 on that axis, keep the first maximum. The "
+              "second-order ddy is the same gather, so it follows the JVP.",
+        match=lambda case: (case.family == "max_pool" and case.direction in HIGHER_ORDER
+                            and case.inputs in ("ties", "offset") and _tie_order_differs(case)),
+    ),
+    Difference(
+        "maxpool_nan_jvp",
+        "Max-pool forward-mode and second-order derivatives through a window holding NaN",
+        {"refcnn": "the last NaN in window order (torch's val > max || isnan(val) scan)",
+         "torch": "the last NaN in window order (torch's val > max || isnan(val) scan)",
+         "jax": "the cell its reverse mode picks (maxpool_nan_gradient): the first maximum "
+                "after the last NaN, or that NaN when it ends the window"},
+        probes=(("max_pool", "jvp", "nan"), ("max_pool", "double_backward", "nan")),
+        sources=("torch tools/autograd/derivatives.yaml", "measured: JAX 0.10.2 CPU"),
+        notes="torch gathers the tangent by max_pool's indices. "
+              "[1,nan,3,1,3] (window 3, stride 1) takes the tangent of the 3 at index 2 in "
+              "all three windows; [nan,2,nan,1,0] takes indices 2, 3, 3.",
+    ),
+    Difference(
+        "maxpool_all_neginf_jvp",
+        "Max-pool forward-mode and second-order derivatives of a window whose cells are all -inf",
+        {"refcnn": "the first real cell's tangent", "torch": "the first real cell's tangent",
+         "jax": "zero, padded or not: the reduction keeps its -inf initial value, whose "
+                "tangent is zero"},
+        probes=(("max_pool", "jvp", "neginf"), ("max_pool", "double_backward", "neginf")),
+        sources=("jax/_src/lax/windowed_reductions.py (_select_and_gather_add: init "
+                 "(-inf, 0), pairs kept while ge)", "measured: JAX 0.10.2 CPU"),
+        notes="Unlike the reverse-mode gradient (maxpool_all_neginf_gradient), which JAX "
+              "routes to the window's first tap, unpadded windows show it too.",
+    ),
+    Difference(
         "avgpool_count_include_pad_default",
         "Default of count_include_pad (the divisor of padded average windows)",
         {"refcnn": "True", "torch": "True", "flax": "True",
@@ -202,12 +259,14 @@ DIFFERENCES: tuple[Difference, ...] = (
          "torch": "pooling pad > kernel/2 with ceil_mode or count_include_pad=False; "
                   "average-pool dilation; 'same' for transposed conv; float16/bfloat16 "
                   "avg_pool3d on CPU",
-         "jax": "max-pool gradient with window dilation (NotImplementedError)",
+         "jax": "max-pool gradient and double backward with window dilation "
+                "(NotImplementedError; its JVP works)",
          "tensorflow": "on CPU: float64 grouped-conv gradients and dilated transposed conv "
                        "or conv gradients (Eigen kernels); grouped conv3d; float64/float16 "
                        "3-D pools; max_pool_with_argmax in 3-D or with dilation; average-pool "
                        "divisor_override, or padding left out of the divisor other than as "
-                       "'SAME' (probed, in TensorFlow's words)",
+                       "'SAME' (probed, in TensorFlow's words); jvp and double_backward "
+                       "(the backend has no forward-mode or second-order hook)",
          "onnx": "gradients (inference only); adaptive pooling other than output size 1; "
                  "AveragePool divisor_override; ConvTranspose output_padding >= stride "
                  "(ONNX's 'stride/dilation' read as stride by both runtimes)",

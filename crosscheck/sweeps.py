@@ -4,7 +4,8 @@ Every list is a pure function of its size name, so every pytest-xdist worker,
 the CLI and the reports see the same cases in the same order. Geometries are
 drawn (seeded) by each op's generator in :mod:`crosscheck.ops`, kept when the
 reference accepts them, then each geometry is run forward and backward with a
-few seeds; cases that share a geometry share JAX's compiled function.
+few seeds, and every third geometry in forward mode (``jvp``) and second order
+(``double_backward``) too; cases that share a geometry share JAX's compiled function.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ _SIZE_PLAN = {
 _OTHER = {"smoke": 3, "default": 16, "full": 150}
 
 _DTYPES = ["float64"] * 12 + ["float32"] * 5 + ["float16"] * 2 + ["bfloat16"]
+
+#: Every this-many-th geometry also runs the higher-order directions (:data:`ops.HIGHER_ORDER`).
+HIGHER_ORDER_EVERY = 3
 
 
 def size_from_env(default: str = "default") -> str:
@@ -64,9 +68,19 @@ def sweep(size: str = "default") -> tuple[Case, ...]:
         entry, rank = ops.get(name)
         geometries += _sample(entry, rank, count, salt=zlib.crc32(name.encode()))
     geometries += list(edge_cases())
-    cases = [g.with_(direction=d, seed=s)
-             for g in geometries for s in range(seeds) for d in ("forward", "backward")]
+    cases = [g.with_(direction=d, seed=s) for i, g in enumerate(geometries)
+             for s in range(seeds) for d in directions(i)]
     return tuple(cases) + probe_cases()
+
+
+def directions(index: int) -> tuple[str, ...]:
+    """The directions of a sweep's ``index``-th geometry: forward and backward, and on every
+    :data:`HIGHER_ORDER_EVERY`-th one the higher-order directions first, so that a backend
+    which compiles (JAX) sees them before the first-order cases and builds one function
+    for all four."""
+    if index % HIGHER_ORDER_EVERY:
+        return ops.DIRECTIONS
+    return ops.HIGHER_ORDER + ops.DIRECTIONS
 
 
 def edge_cases() -> tuple[Case, ...]:
@@ -128,7 +142,7 @@ def probe_cases() -> tuple[Case, ...]:
     ]
     cases = []
     for g in geometries:
-        for d in ("forward", "backward"):
+        for d in ops.HIGHER_ORDER + ops.DIRECTIONS:
             for kind in ("ties", "nan", "neginf"):
                 cases.append(g.with_(direction=d, inputs=kind, tags=("probe",)))
             cases.append(g.with_(direction=d, inputs="offset", dtype="float32", tags=("probe",)))

@@ -261,7 +261,11 @@ class TorchBackend(TableBackend):
         return [torch.zeros_like(p) if g is None else g for p, g in zip(primals, grads)]
 
     def jvp(self, fn, primals, tangents):
-        return torch.func.jvp(fn, tuple(primals), tuple(tangents))[1]
+        with warnings.catch_warnings():
+            # The first forward-mode call loads torch's JVP decompositions through
+            # torch.jit.script, which warns that it is deprecated: torch's own business.
+            warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+            return torch.func.jvp(fn, tuple(primals), tuple(tangents))[1]
 
     def double_vjp(self, fn, primals, cotangent, cotangents):
         primals = [p.detach().requires_grad_(True) for p in primals]
