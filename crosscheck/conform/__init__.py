@@ -58,7 +58,8 @@ from crosscheck.conform.sweep import (
     conformance_cases,
     from_case,
 )
-from crosscheck.conform.target import FUNCTIONS, Target, TargetError, load_target
+from crosscheck.conform.target import FUNCTIONS, Target, TargetError
+from crosscheck.conform.notebook import check, load_target, read_notebook
 from crosscheck.conform.verdicts import (
     CONFORMANT,
     INCOMPLETE,
@@ -80,6 +81,7 @@ __all__ = ["FUNCTIONS", "ConformCase", "CaseOutcome", "ConformOutcome", "Functio
            "write_json", "ConformSession", "STATUSES", "STOPPED", "FAILING", "NOT_RUN",
            "INCOMPLETE",
            # also public before the split into a package
+           "check", "read_notebook", "diagnose",
            "CONFORMANT", "NOT_CONFORMANT", "NOT_PROVIDED", "Target", "verdicts_from", "from_case",
            "CONV_GEOMETRIES", "POOL_GEOMETRIES", "ZERO_PAD_SHAPES", "SINGLE_STEP_SHAPES",
            "MASK_SHAPES", "DISTRIBUTE_SHAPES"]

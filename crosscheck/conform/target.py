@@ -53,6 +53,7 @@ class Target:
         self.origin = origin
         self.functions = {name: getattr(obj, name) for name in FUNCTIONS
                           if callable(getattr(obj, name, None))}
+        self.skipped: list = []  # a notebook's imports and definitions that failed
 
     def __getattr__(self, name):
         if name in FUNCTIONS:
@@ -63,11 +64,14 @@ class Target:
         raise AttributeError(name)
 
 
-def load_target(spec: str) -> Target:
-    """Import ``spec`` (module, ``file.py``, ``module:object`` or ``file.py:object``).
+def load_target(spec: str, plan: dict | None = None) -> Target:
+    """Import ``spec`` (module, ``file.py``, ``module:object`` or ``file.py:object``), or run
+    a notebook's ``plan`` (see :func:`run_plan`; made by :mod:`crosscheck.conform.notebook`).
 
     Raises TargetError, with the reason, when it cannot be imported.
     """
+    if plan is not None:
+        return run_plan(spec, plan)
     m = _PATH_RE.fullmatch(spec)
     try:
         if m and (os.path.exists(m["path"]) or os.sep in m["path"] or "/" in m["path"]):
@@ -110,6 +114,61 @@ def _import_path(path: str):
         sys.modules.pop(name, None)
         raise
     return module
+
+
+# ---- a notebook: its cells' imports and definitions -----------------------------------------------
+#: Code from a plan cell is compiled under this file name, so its frames name the cell.
+CELL_FILE = "<crosscheck-cell {label}>"
+_CELL_RE = re.compile(r"<crosscheck-cell (?P<label>.+)>")
+
+
+def run_plan(spec: str, plan: dict) -> Target:
+    """Run the statements a notebook plan names, one by one, in a fresh module; a Target.
+
+    ``plan`` is plain JSON: ``{"path": the notebook or None, "cells": [{"label": "cell 5",
+    "source": text, "run": [[statement index, "import" | "definition"], ...]}]}``. Each cell's
+    source is parsed here again (the same text gives the same statements) and only the
+    statements listed run, each compiled alone with the cell's own line numbers. An import
+    that fails is skipped and recorded (``Target.skipped``), as is a definition that raises.
+    """
+    import ast
+    import types
+
+    path = plan.get("path")
+    stem = os.path.splitext(os.path.basename(path))[0] if path else "namespace"
+    module = types.ModuleType("crosscheck_target_" + re.sub(r"\W", "_", stem))
+    module.__file__ = path
+    sys.modules[module.__name__] = module
+    if path:
+        directory = os.path.dirname(os.path.abspath(path))
+        if directory not in sys.path:
+            sys.path.insert(0, directory)  # the notebook's sibling modules, as Jupyter has
+    skipped = []
+    for cell in plan.get("cells", ()):
+        filename = CELL_FILE.format(label=cell["label"])
+        try:
+            tree = ast.parse(cell["source"], filename)
+        except SyntaxError as exc:
+            skipped.append({"cell": cell["label"], "kind": "cell", "code": "",
+                            "error": f"SyntaxError: {exc.msg} (line {exc.lineno})"})
+            continue
+        lines = cell["source"].splitlines()
+        for index, kind in cell.get("run", ()):
+            if not 0 <= index < len(tree.body):
+                continue
+            node = tree.body[index]
+            code = lines[node.lineno - 1].strip() if node.lineno <= len(lines) else ""
+            try:
+                compiled = compile(ast.Module(body=[node], type_ignores=[]), filename, "exec")
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(compiled, module.__dict__)  # noqa: S102 - the target's own code
+            except BaseException as exc:  # noqa: BLE001 - a missing package, SystemExit too
+                skipped.append({"cell": cell["label"], "kind": kind, "code": code[:200],
+                                "error": "".join(traceback.format_exception_only(
+                                    type(exc), exc)).strip()[:300]})
+    target = Target(spec, module, path)
+    target.skipped = skipped
+    return target
 
 
 # ---- calling the target -------------------------------------------------------------------------
@@ -211,17 +270,51 @@ def _text(exc: BaseException) -> str:
 _THIS_FILE = os.path.abspath(__file__) if "__file__" in globals() else ""
 
 
+def _installed_dirs() -> tuple:
+    """Where the interpreter and installed packages live: never the target's own frames."""
+    import sysconfig
+
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        with contextlib.suppress(KeyError):
+            dirs.add(sysconfig.get_paths()[key])
+    return tuple(os.path.abspath(d) + os.sep for d in dirs if d)
+
+
+def own_frame(filename: str, home: str | None, installed: tuple) -> bool:
+    """Whether a frame's file is the target's: a notebook cell, or a file beside the target
+    that is not inside the interpreter's prefix or a site-packages folder."""
+    if _CELL_RE.fullmatch(filename):
+        return True
+    path = os.path.abspath(filename)
+    if not home or not path.startswith(home) or path.startswith(installed):
+        return False
+    return not any(part in path.split(os.sep) for part in ("site-packages", "dist-packages"))
+
+
+def where(filename: str, lineno, name: str | None, origin: str | None) -> str:
+    """``file.py:12``, or ``work.ipynb, cell 5, line 12 (in conv_forward)`` for a cell."""
+    m = _CELL_RE.fullmatch(filename)
+    if m is None:
+        return f"{os.path.basename(filename)}:{lineno}"
+    book = os.path.basename(origin) + ", " if origin else ""
+    inside = f" (in {name})" if name and not name.startswith("<") else ""
+    return f"{book}{m['label']}, line {lineno}{inside}"
+
+
 def _raised(exc: BaseException, step: int, origin: str | None) -> dict:
-    """Plain facts about an exception the target raised, with the target's own file:line."""
+    """Plain facts about an exception the target raised, with the target's own file:line (the
+    innermost frame in the target's files, not inside NumPy)."""
     frames = [fr for fr in traceback.extract_tb(exc.__traceback__)
               if os.path.abspath(fr.filename) != _THIS_FILE]
     home = os.path.dirname(os.path.abspath(origin)) + os.sep if origin else None
-    own = [fr for fr in frames if home and os.path.abspath(fr.filename).startswith(home)]
+    installed = _installed_dirs()
+    own = [fr for fr in frames if own_frame(fr.filename, home, installed)]
     frame = (own or frames or [None])[-1]
     kind = ("system-exit" if isinstance(exc, SystemExit) else
             "keyboard-interrupt" if isinstance(exc, KeyboardInterrupt) else "exception")
     info = {"step": step, "kind": kind, "type": _type_name(exc), "message": _text(exc),
-            "where": f"{os.path.basename(frame.filename)}:{frame.lineno}" if frame else None}
+            "where": where(frame.filename, frame.lineno, frame.name, origin) if frame else None}
     if isinstance(exc, SystemExit):
         code = exc.code
         info["code"] = code if code is None or isinstance(code, (int, str)) else _text(code)
@@ -403,8 +496,9 @@ def serve(read_fd: int, write_fd: int, parent_pid: int) -> None:
         if op == "load":
             sys.path[:] = header["sys_path"]
             try:
-                target = load_target(header["spec"])
-                reply = {"provided": sorted(target.functions), "origin": target.origin}
+                target = load_target(header["spec"], header.get("plan"))
+                reply = {"provided": sorted(target.functions), "origin": target.origin,
+                         "skipped": target.skipped}
                 out = {}
             except TargetError as exc:
                 reply, out = {"error": str(exc)}, {}

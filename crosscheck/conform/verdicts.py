@@ -34,16 +34,25 @@ class FunctionVerdict:
     failures: list = field(default_factory=list)
     reported: list = field(default_factory=list)
     first_not_run: CaseOutcome | None = None
+    #: Plain sentences naming the cause (:mod:`crosscheck.conform.diagnose`).
+    diagnosis: list = field(default_factory=list)
+    #: Cases judged with the reference's cache (a backward whose forward failed on them).
+    reference_cache: int = 0
+    #: The targeted extra cases the diagnosis ran: (what changed, outcome).
+    extra: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"function": self.function, "verdict": self.verdict, "cases": self.cases,
                 "passed": self.passed, "failed": self.failed, "skipped": self.skipped,
-                "not_run": self.not_run,
+                "not_run": self.not_run, "diagnosis": list(self.diagnosis),
+                "judged_with_reference_cache": self.reference_cache,
                 "first_failure": self.first_failure.to_dict() if self.first_failure else None,
+                "extra_cases": [{"change": label, "case_id": o.case_id, "status": o.status,
+                                 "message": o.message} for label, o in self.extra],
                 "conventions": {o.case_id: o.convention for o in self.reported}}
 
 
-@dataclass
+@dataclass(repr=False)
 class ConformOutcome:
     target: str
     provided: list
@@ -53,6 +62,14 @@ class ConformOutcome:
     strict: bool = False
     seed: int = 0
     stopped: str | None = None
+    #: For a notebook: what of it ran and what did not (sentences), and its plan's facts.
+    notebook: list = field(default_factory=list)
+
+    def __repr__(self) -> str:  # Jupyter shows check()'s return value: keep it one line
+        wrong = [n for n, v in self.verdicts.items() if v.verdict == NOT_CONFORMANT]
+        return (f"<ConformOutcome {self.target}: "
+                + ("conformant" if self.conformant else
+                   f"not conformant: {', '.join(wrong)}" if wrong else "incomplete") + ">")
 
     @property
     def conformant(self) -> bool:
@@ -65,7 +82,7 @@ class ConformOutcome:
         return {"versions": versions(), "target": self.target, "provided": self.provided,
                 "strict": self.strict, "seed": self.seed, "seconds": round(self.seconds, 3),
                 "complete": self.stopped is None, "stopped": self.stopped,
-                "conformant": self.conformant,
+                "conformant": self.conformant, "notebook": list(self.notebook),
                 "summary": {k: v.to_dict() for k, v in self.verdicts.items()},
                 "results": [o.to_dict() for o in self.outcomes]}
 
@@ -86,8 +103,45 @@ def verdicts_from(outcomes, provided, functions) -> dict:
             failed=len(fails), skipped=sum(o.status == SKIPPED for o in judged),
             not_run=len(not_run), first_failure=fails[0] if fails else None, failures=fails,
             reported=[o for o in mine if o.status == REPORTED],
-            first_not_run=not_run[0] if not_run else None)
+            first_not_run=not_run[0] if not_run else None,
+            reference_cache=sum(o.cache == "reference" for o in judged))
     return verdicts
+
+
+def diagnose(verdicts: dict, outcomes: list, session=None, plan: dict | None = None,
+             seed: int = 0) -> None:
+    """Fill in each non-conformant function's diagnosis (and a note on the backward
+    functions judged with the reference's cache); with a ``session``, the functions whose
+    sweep leaves the cause ambiguous get targeted extra cases through its runner."""
+    from crosscheck.conform import diagnose as dx
+
+    for name, v in verdicts.items():
+        mine = [o for o in outcomes if o.function == name]
+        if v.verdict != NOT_CONFORMANT:
+            v.diagnosis = dx.diagnose_function(name, mine, verdicts=verdicts, plan=plan) \
+                if v.reference_cache else []
+            continue
+        if session is not None and dx.needs_extra(name, mine):
+            try:
+                v.extra = dx.run_extra(_SessionRunner(session), name, session.spec, mine, seed)
+            except Exception:  # noqa: BLE001 - extra evidence only: never lose the verdict
+                v.extra = []
+        try:
+            v.diagnosis = dx.diagnose_function(name, mine, verdicts=verdicts, plan=plan,
+                                               extra=v.extra)
+        except Exception as exc:  # noqa: BLE001 - a bug in a rule must not cost the verdict
+            v.diagnosis = [f"(no diagnosis: crosscheck's diagnosis failed: "
+                           f"{type(exc).__name__}: {exc})"]
+
+
+class _SessionRunner:
+    """A session's runner for extra cases: skipped, not run, after a stop of the function."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def check(self, cc):
+        return self.session.outcome(cc)
 
 
 _ENDED = {"timeout": "timed out", "crashed": "crashed", "exited": "ended the process",
@@ -102,9 +156,11 @@ class ConformSession:
     tries once more) while every verdict already reached stands.
     """
 
-    def __init__(self, spec: str, timeout: float = 10.0, in_process: bool = False):
+    def __init__(self, spec: str, timeout: float = 10.0, in_process: bool = False,
+                 plan: dict | None = None):
         self.spec = spec
-        self.runner = InProcessTarget(spec) if in_process else TargetProcess(spec, timeout)
+        self.runner = (InProcessTarget(spec, plan=plan) if in_process else
+                       TargetProcess(spec, timeout, plan=plan))
         self.provided: list[str] = []
         self._ended: dict[str, CaseOutcome] = {}
         self._unimported: dict[str, str] = {}
@@ -114,6 +170,17 @@ class ConformSession:
         self.runner.__enter__()
         self.provided = self.runner.start()
         return self.provided
+
+    @property
+    def plan(self) -> dict | None:
+        """The notebook's plan, when the target is one (read at :meth:`start`)."""
+        return self.runner.plan
+
+    def notebook(self) -> list[str]:
+        """What of the notebook ran, what was dropped and which imports were skipped."""
+        from crosscheck.conform.notebook import describe
+
+        return describe(self.runner.plan, self.runner.skipped) if self.runner.plan else []
 
     def outcome(self, cc: ConformCase) -> CaseOutcome:
         ended = self._ended.get(cc.function)
@@ -151,7 +218,8 @@ class ConformSession:
 
 def check_target(spec: str, *, functions=None, case_ids=None, strict: bool = False,
                  timeout: float = 10.0, in_process: bool = False, seed: int = 0,
-                 progress=None) -> ConformOutcome:
+                 progress=None, plan: dict | None = None,
+                 diagnosis: bool = True) -> ConformOutcome:
     """Run the conformance sweep (or ``case_ids``) on ``spec``; TargetError if it cannot load.
 
     ``seed`` draws other inputs than the default sweep's (the ids carry it). Interrupted
@@ -173,8 +241,9 @@ def check_target(spec: str, *, functions=None, case_ids=None, strict: bool = Fal
         wanted = [f for f in wanted if any(c.function == f for c in cases)]
     outcomes: list[CaseOutcome] = []
     stopped = None
-    with ConformSession(spec, timeout, in_process) as session:
+    with ConformSession(spec, timeout, in_process, plan=plan) as session:
         provided = session.start()
+        notebook = session.notebook()
         if not provided:
             raise TargetError(f"{spec} provides none of the notebook functions "
                               f"({', '.join(FUNCTIONS)})")
@@ -183,6 +252,8 @@ def check_target(spec: str, *, functions=None, case_ids=None, strict: bool = Fal
                               f"({', '.join(wanted)}); it provides {', '.join(provided)}")
         mine = [cc for cc in cases if cc.function in provided]
         if progress is not None:
+            for line in notebook:
+                print(f"crosscheck conform {spec}: {line}", file=progress)
             print(f"crosscheck conform {spec}: provides {', '.join(provided)}; "
                   f"{len(mine)} cases" + (f", seed {seed} (rerun with --seed {seed})"
                                            if seed and not case_ids else ""), file=progress)
@@ -195,27 +266,48 @@ def check_target(spec: str, *, functions=None, case_ids=None, strict: bool = Fal
             outcomes += [CaseOutcome(cc.function, cc.id, INTERRUPTED,
                                      "not run: crosscheck conform was interrupted", cc.params())
                          for cc in mine[len(outcomes):]]
-    return ConformOutcome(spec, provided, verdicts_from(outcomes, provided, wanted), outcomes,
-                          time.perf_counter() - start, strict, seed, stopped)
+        verdicts = verdicts_from(outcomes, provided, wanted)
+        if diagnosis:
+            try:
+                diagnose(verdicts, outcomes, None if stopped or case_ids else session,
+                         session.plan, seed)
+            except KeyboardInterrupt:
+                stopped = "interrupted"
+    return ConformOutcome(spec, provided, verdicts, outcomes, time.perf_counter() - start,
+                          strict, seed, stopped, notebook)
 
 
-def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = False) -> None:
+def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = False,
+                   verbose: bool = False) -> None:
+    """The verdicts, each non-conformant one with its diagnosis under it, then the first
+    failing case of each function (every one with ``all_failures``) in plain words; the
+    error-to-bound figures too with ``verbose``."""
+    import textwrap
+
     stream = stream or sys.stdout
     width = max(len(f) for f in outcome.verdicts) if outcome.verdicts else 10
     print(f"crosscheck conform {outcome.target} ({outcome.seconds:.1f} s)", file=stream)
+    for line in outcome.notebook:
+        print(textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    "),
+              file=stream)
     for name, v in outcome.verdicts.items():
         detail = ""
+        cache = (f"; {v.reference_cache} judged with the reference's cache"
+                 if v.reference_cache else "")
         if v.verdict == CONFORMANT:
-            detail = f"  ({v.passed}/{v.cases} cases)"
+            detail = f"  ({v.passed}/{v.cases} cases{cache})"
         elif v.verdict == NOT_CONFORMANT:
             ended = next((o for o in v.failures if o.status in STOPPED), None)
             detail = f"  ({v.failed}/{v.cases} cases failed" + (
-                f", {v.skipped} skipped after it {_ENDED[ended.status]})" if v.skipped and ended
-                else ")")
+                f", {v.skipped} skipped after it {_ENDED[ended.status]}" if v.skipped and ended
+                else "") + f"{cache})"
         elif v.verdict == INCOMPLETE:
             detail = f"  ({v.passed}/{v.cases} cases passed, {v.not_run} not run)"
         shown = v.verdict if v.verdict in (CONFORMANT, NOT_PROVIDED) else v.verdict.upper()
         print(f"  {name.ljust(width)}  {shown}{detail}", file=stream)
+        for sentence in v.diagnosis:
+            print(textwrap.fill(sentence, 100, initial_indent=" " * (width + 6) + "- ",
+                                subsequent_indent=" " * (width + 8)), file=stream)
     for name, v in outcome.verdicts.items():
         if v.first_not_run is not None:
             print(f"\n{name}: {v.not_run} cases {v.first_not_run.message}", file=stream)
@@ -225,9 +317,15 @@ def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = Fa
                   f"{o.case_id}{status}", file=stream)
             print(f"  parameters: {_params_text(o.params)}", file=stream)
             print(f"  {o.message}", file=stream)
-            if o.max_error is not None:
-                print(f"  max error {o.max_error:.3g}; worst error/bound "
-                      f"{_ratio(o.worst_ratio)}", file=stream)
+            if verbose:
+                if o.max_error is not None:
+                    print(f"  max error {o.max_error:.3g}; worst error/bound "
+                          f"{_ratio(o.worst_ratio)}", file=stream)
+                for d in o.discrepancies:
+                    if not d.get("passed"):
+                        print(f"  {d['output']}: worst error/bound {d['worst_ratio']} at "
+                              f"{d['worst_ratio_index']} (allowed +-{d['allowed_at_worst']}); "
+                              f"bound: {d['bound']}", file=stream)
             print("  reproduce:", file=stream)
             for line in o.reproduce.rstrip().splitlines():
                 print(f"    {line}", file=stream)

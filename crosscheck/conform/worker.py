@@ -41,8 +41,14 @@ def _stop_live_workers() -> None:
 class TargetProcess:
     """The target, loaded in a worker process that is killed when a call takes too long."""
 
-    def __init__(self, spec: str, timeout: float, load_timeout: float | None = None):
+    def __init__(self, spec: str, timeout: float, load_timeout: float | None = None,
+                 plan: dict | None = None):
         self.spec, self.timeout = spec, timeout
+        #: A notebook's cells to run instead of importing ``spec`` (plain JSON; see
+        #: :mod:`crosscheck.conform.notebook`), made here, where nothing of it runs.
+        self.plan = plan
+        #: What the worker could not run of a notebook: failed imports and definitions.
+        self.skipped: list = []
         self.load_timeout = load_timeout if load_timeout is not None else max(60.0, timeout)
         self.provided: list[str] = []
         self.origin: str | None = None  # the target's file, as the worker found it
@@ -59,6 +65,8 @@ class TargetProcess:
     def start(self) -> list[str]:
         """Start a worker and import the target in it; TargetError when that fails."""
         self.close()
+        if self.plan is None:
+            self.plan = notebook_plan(self.spec)
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         self._stderr = tempfile.TemporaryFile()
@@ -78,7 +86,7 @@ class TargetProcess:
         self._send, self._recv = to_child, from_child
         _LIVE.add(self)
         try:
-            reply, _ = self._exchange({"op": "load", "spec": self.spec,
+            reply, _ = self._exchange({"op": "load", "spec": self.spec, "plan": self.plan,
                                        "sys_path": [os.getcwd(), *sys.path]},
                                       {}, self.load_timeout)
         except Stopped as exc:
@@ -101,6 +109,7 @@ class TargetProcess:
         self.provided = provided
         origin = reply.get("origin")
         self.origin = origin if isinstance(origin, str) else None
+        self.skipped = _skipped(reply.get("skipped"))
         return provided
 
     def call(self, header: dict, arrays: dict):
@@ -240,6 +249,24 @@ class TargetProcess:
         return False
 
 
+def _skipped(value) -> list:
+    """The worker's list of what it skipped, kept only as plain strings."""
+    if not isinstance(value, list):
+        return []
+    keys = ("cell", "kind", "code", "error")
+    return [{k: str(item.get(k, ""))[:300] for k in keys} for item in value[:200]
+            if isinstance(item, dict)]
+
+
+def notebook_plan(spec: str) -> dict | None:
+    """The plan of a ``.ipynb`` target (read here, never run here), else None."""
+    if not spec.lower().endswith(".ipynb"):
+        return None
+    from crosscheck.conform.notebook import read_notebook
+
+    return read_notebook(spec)
+
+
 _FRAME_RE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)', re.M)
 
 
@@ -249,9 +276,14 @@ def _crash_frame(stderr_text: str, origin: str | None) -> str | None:
     ours = os.path.abspath(target_side.__file__)
     home = os.path.dirname(os.path.abspath(origin)) + os.sep if origin else None
     frames = [m for m in _FRAME_RE.finditer(stderr_text) if os.path.abspath(m["file"]) != ours]
-    own = [m for m in frames if home and os.path.abspath(m["file"]).startswith(home)]
+    installed = target_side._installed_dirs()
+    own = [m for m in frames if target_side.own_frame(m["file"], home, installed)]
     m = (own or frames or [None])[0]
-    return f"{os.path.basename(m['file'])}:{m['line']} in {m['name']}" if m else None
+    if m is None:
+        return None
+    if target_side._CELL_RE.fullmatch(m["file"]):
+        return target_side.where(m["file"], m["line"], m["name"], origin)
+    return f"{os.path.basename(m['file'])}:{m['line']} in {m['name']}"
 
 
 class InProcessTarget:
@@ -263,16 +295,21 @@ class InProcessTarget:
     Ctrl-C and SIGTERM still stop the run.
     """
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, plan: dict | None = None):
         self.spec = spec
+        self.plan = plan
         self.target: Target | None = None
         self.provided: list[str] = []
+        self.skipped: list = []
         self._signalled = False
         self._previous: dict = {}
 
     def start(self) -> list[str]:
-        self.target = load_target(self.spec)
+        if self.plan is None:
+            self.plan = notebook_plan(self.spec)
+        self.target = load_target(self.spec, self.plan)
         self.provided = sorted(self.target.functions)
+        self.skipped = self.target.skipped
         return self.provided
 
     def call(self, header: dict, arrays: dict):
