@@ -191,17 +191,19 @@ def _avg_pool(channels_first: bool):
         lay = _Layout(channels_first, case.rank)
         win, out, pads, extra = _pool_windows(case, lay)
         total = lay.crop(lax.reduce_window(x, np.array(0, x.dtype), lax.add, **win), out)
+        # A divisor need not be exact in a half type: divide in at least float32, round once.
+        wide = jnp.promote_types(x.dtype, jnp.float32)
         if case.divisor_override is not None:
-            return total / np.array(case.divisor_override, x.dtype)
+            return (total.astype(wide) / np.array(case.divisor_override, wide)).astype(x.dtype)
         # The divisor is a window sum over a mask that is one on the cells that count: the
         # explicitly padded input (count_include_pad) or its real cells only. ceil_mode's
         # extra cells are reduce_window padding, hence zero: they never count.
-        mask = jnp.pad(jnp.ones(lay.window(case.spatial), x.dtype),
+        mask = jnp.pad(jnp.ones(lay.window(case.spatial), wide),
                        lay.window(pads, (0, 0)), constant_values=1 if case.count_include_pad else 0)
         count = lay.crop(lax.reduce_window(
-            mask, np.array(0, x.dtype), lax.add,
+            mask, np.array(0, wide), lax.add,
             **dict(win, padding=lay.window([(0, e) for e in extra], (0, 0)))), out)
-        return total / count
+        return (total.astype(wide) / count).astype(x.dtype)
     return OpImpl(forward)
 
 
@@ -218,7 +220,10 @@ def _adaptive_avg_pool(channels_first: bool):
             x = jnp.moveaxis(jnp.tensordot(x, member.astype(x.dtype), axes=([axis], [0]),
                                            precision=PRECISION), -1, axis)
             counts = counts * member.sum(0).reshape(_axis_shape(lay, axis, o))
-        return x / counts.astype(x.dtype)
+        # A bin's cell count need not be exact in a half type (257 is not in bfloat16):
+        # divide in at least float32, then round once.
+        wide = jnp.promote_types(x.dtype, jnp.float32)
+        return (x.astype(wide) / counts.astype(wide)).astype(x.dtype)
     return OpImpl(forward)
 
 
