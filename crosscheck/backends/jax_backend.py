@@ -23,12 +23,16 @@ How each op reaches JAX:
   (``reduce_window``'s VJP, whose NaN routing differs from torch's: see
   :mod:`crosscheck.semantics`); the adaptive max-pool gradient flows through the gather.
 
-Gradients are ``jax.vjp``. Geometry comes from :mod:`crosscheck.geometry`, never refcnn.
+Gradients are ``jax.vjp``, forward-mode derivatives ``jax.jvp`` and second-order ones
+the ``jax.vjp`` of the function that ``jax.vjp`` gives. Geometry comes from
+:mod:`crosscheck.geometry`, never refcnn.
 
 Compiling dominates a sweep, and every live executable holds a few memory maps
 (``vm.max_map_count`` is finite), so one jitted function per compile key serves
-forward, backward and every seed of a geometry, and those functions live in one
-bounded LRU shared by both layouts; :meth:`JaxBackend.clear_compiled` drops them.
+forward, backward and every seed of a geometry (and ``jvp`` and ``double_backward``
+once a case of the key asks for them: the sweeps ask first, so the four share one
+compilation), and those functions live in one bounded LRU shared by both layouts;
+:meth:`JaxBackend.clear_compiled` drops them.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
 from crosscheck import geometry  # noqa: E402
-from crosscheck.backends.driver import OpImpl, TableBackend, gradients, named_forward  # noqa: E402
+from crosscheck.backends.driver import (OpImpl, TableBackend, gradients, named_forward,  # noqa: E402
+                                        second_order, tangents)
+from crosscheck.ops import DIRECTIONS, HIGHER_ORDER  # noqa: E402
 
 #: Convolution precision: HIGHEST makes float32 mean float32 on GPU/TPU (no-op on CPU).
 PRECISION = lax.Precision.HIGHEST
@@ -182,6 +188,9 @@ def _max_pool(channels_first: bool):
         if case.direction == "backward" and any(d != 1 for d in case.dilation):
             return (f"JAX has no max-pool gradient with window dilation (dilation="
                     f"{case.dilation}): the VJP of reduce_window max raises NotImplementedError")
+        if case.direction == "double_backward" and any(d != 1 for d in case.dilation):
+            return (f"JAX has no max-pool double backward with window dilation (dilation="
+                    f"{case.dilation}): the VJP of select_and_gather raises NotImplementedError")
         return None
     return OpImpl(forward, unsupported=unsupported)
 
@@ -314,13 +323,40 @@ def _jax_vjp(fn, primals, cotangent):
     return list(pull(cotangent))
 
 
-def _fused(impl: OpImpl, case, with_gradients: bool):
-    """One jitted ``(x, w, b, dy) -> {output: array}``: the forward outputs and, where the
-    VJP exists, the gradients too, so forward and backward cases share one compilation."""
-    def run(x, w, b, dy):
-        found = named_forward(impl.forward(case, x, w, b))
-        if with_gradients:
-            found.update(gradients(case, _jax_vjp, impl.forward, x, w, b, dy))
+def _jax_jvp(fn, primals, tangents_):
+    return jax.jvp(fn, tuple(primals), tuple(tangents_))[1]
+
+
+def _jax_double_vjp(fn, primals, cotangent, cotangents):
+    def first(dy, *primals_):
+        return _jax_vjp(fn, list(primals_), dy)
+
+    _, pull = jax.vjp(first, cotangent, *primals)
+    found = pull(list(cotangents))
+    return found[0], list(found[1:])
+
+
+#: The arrays in a compiled function's last three slots, per direction: the tangents, the
+#: second-order cotangents (the same shapes), or, where nothing reads them, the primals.
+_SLOTS = {"jvp": ("tx", "tw", "tb"), "double_backward": ("gx", "gw", "gb")}
+
+
+def _fused(impl: OpImpl, case, parts: tuple[str, ...]):
+    """One jitted ``(x, w, b, dy, t_x, t_w, t_b) -> {direction: {output: array}}`` for the
+    directions ``parts``, so the cases of a geometry share one compilation. The ``t``
+    slots hold jvp's tangents or double_backward's cotangents (whichever the call's case
+    needs: both directions read them from the same slots)."""
+    def run(x, w, b, dy, tx, tw, tb):
+        arrays = dict(x=x, w=w, b=b, dy=dy, tx=tx, tw=tw, tb=tb, gx=tx, gw=tw, gb=tb)
+        found = {}
+        if "forward" in parts:
+            found["forward"] = named_forward(impl.forward(case, x, w, b))
+        if "backward" in parts:
+            found["backward"] = gradients(case, _jax_vjp, impl.forward, x, w, b, dy)
+        if "jvp" in parts:
+            found["jvp"] = tangents(case, _jax_jvp, impl.forward, arrays)
+        if "double_backward" in parts:
+            found["double_backward"] = second_order(case, _jax_double_vjp, impl.forward, arrays)
         return found
     return jax.jit(run)
 
@@ -364,31 +400,49 @@ class JaxBackend(TableBackend):
     def vjp(self, fn, primals, cotangent):
         return _jax_vjp(fn, primals, cotangent)
 
+    def jvp(self, fn, primals, tangents_):
+        return _jax_jvp(fn, primals, tangents_)
+
+    def double_vjp(self, fn, primals, cotangent, cotangents):
+        return _jax_double_vjp(fn, primals, cotangent, cotangents)
+
     def compute(self, case, arrays: dict) -> dict:
         fn = self._compiled(case)
-        out = fn(arrays["x"], arrays["w"], arrays["b"], arrays["dy"])
+        slots = _SLOTS.get(case.direction, ("x", "w", "b"))
+        out = fn(arrays["x"], arrays["w"], arrays["b"], arrays["dy"],
+                 *(arrays[role] for role in slots))[case.direction]
         return {name: out[name] for name in case.output_names()}
 
     def _compiled(self, case):
         key = (self.channels_first, case.compile_key)
         with _compiled_lock:
-            fn = _compiled.get(key)
-            if fn is not None:
+            parts, fn = _compiled.get(key, ((), None))
+            if case.direction in parts:
                 _compiled.move_to_end(key)
                 return fn
         # The function reads only the case's static geometry, which every case of the key
-        # shares; max pooling with window dilation has no VJP, so it compiles the forward alone.
+        # shares. It computes the first-order directions, and the higher-order ones too once
+        # a case asks for them (then it replaces the first-order one); a direction the op
+        # cannot differentiate (max pooling with window dilation) is left out.
         geometry_case = case.with_(direction="forward", seed=0, inputs="random")
         impl = self.ops[case.family]
-        with_gradients = impl.unsupported is None or \
-            impl.unsupported(geometry_case.with_(direction="backward")) is None
-        fn = _fused(impl, geometry_case, with_gradients)
+        wanted = set(parts) | set(DIRECTIONS if case.direction in DIRECTIONS
+                                  else DIRECTIONS + HIGHER_ORDER)
+        parts = tuple(d for d in DIRECTIONS + HIGHER_ORDER if d in wanted and (
+            d == "forward" or impl.unsupported is None
+            or impl.unsupported(geometry_case.with_(direction=d)) is None))
+        fn = _fused(impl, geometry_case, parts)
         with _compiled_lock:
-            _compiled[key] = fn
+            _compiled[key] = (parts, fn)
             _compiled.move_to_end(key)
             while len(_compiled) > MAX_COMPILED:
                 _compiled.popitem(last=False)
         return fn
+
+    def compiled_count(self) -> int:
+        """How many compiled functions are alive (both layouts share them)."""
+        with _compiled_lock:
+            return len(_compiled)
 
     def clear_compiled(self) -> None:
         """Drop every compiled function (both layouts) and JAX's own caches.
