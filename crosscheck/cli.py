@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "conv_forward, conv_backward, pool_forward, pool_backward, "
                     "create_mask_from_window, distribute_value) against refcnn.")
     conform.add_argument("target", metavar="TARGET",
-                         help="an importable module, a path to a .py file, or module:object")
+                         help="an importable module, a path to a .py file, module:object, or a "
+                              "notebook (work.ipynb: only its imports and definitions run)")
     conform.add_argument("--function", action="append", metavar="NAME", default=[],
                          help="check only this function (repeatable)")
     conform.add_argument("--case", action="append", metavar="ID", default=[],
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "as JSON")
     conform.add_argument("--all-failures", action="store_true",
                          help="print every failing case, not only the first per function")
+    conform.add_argument("--verbose", action="store_true",
+                         help="also print each failure's error-to-bound figures (always in "
+                              "--json)")
     conform.set_defaults(handler=cmd_conform)
     return parser
 
@@ -594,7 +598,8 @@ def cmd_conform(args) -> int:
         signal.signal(signal.SIGTERM, previous)
     if args.json:
         conform.write_json(args.json, outcome)
-    conform.print_verdicts(outcome, sys.stdout, all_failures=args.all_failures)
+    conform.print_verdicts(outcome, sys.stdout, all_failures=args.all_failures,
+                           verbose=args.verbose)
     if outcome.stopped:
         return EXIT_INTERRUPTED
     return EXIT_OK if outcome.conformant else EXIT_DISCREPANCY

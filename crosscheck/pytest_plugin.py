@@ -116,8 +116,10 @@ class ConformItem(pytest.Item):
         if isinstance(excinfo.value, ConformFailure):
             o = excinfo.value.outcome
             params = ", ".join(f"{k}={v}" for k, v in o.params.items())
+            hints = "".join(f"  - {h}\n" for h in o.hints)
             return (f"{o.function} is not conformant on {o.case_id}\n"
-                    f"  parameters: {params}\n  {o.message}\n\nreproduce:\n{o.reproduce}")
+                    f"  parameters: {params}\n  {o.message}\n{hints}\nreproduce:\n"
+                    f"{o.reproduce}")
         if isinstance(excinfo.value, _LoadFailure):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
@@ -145,6 +147,7 @@ class _Session:
         self.spec = spec
         self.session = conform.ConformSession(spec, timeout)
         self.error: str | None = None
+        self.outcomes: list = []  # what this process judged, for the diagnosis at the end
         try:
             self.provided = self.session.start()
         except conform.TargetError as exc:
@@ -155,7 +158,9 @@ class _Session:
                               f"({', '.join(conform.FUNCTIONS)})")
 
     def check(self, cc):
-        return self.session.outcome(cc)
+        outcome = self.session.outcome(cc)
+        self.outcomes.append(outcome)
+        return outcome
 
     def close(self):
         self.session.close()
@@ -172,6 +177,31 @@ def _session_target(config) -> _Session:
     if session.error:
         raise _LoadFailure(f"crosscheck: {session.error}")
     return session
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The diagnosis of each function that failed here (one process: under xdist each worker
+    sees only some cases, so this section is left to ``crosscheck conform``)."""
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is None or session.error or not session.outcomes:
+        return
+    from crosscheck.conform.checks import FAILING
+    from crosscheck.conform.verdicts import diagnose, verdicts_from
+
+    if not any(o.status in FAILING for o in session.outcomes):
+        return
+    functions = list(dict.fromkeys(o.function for o in session.outcomes))
+    verdicts = verdicts_from(session.outcomes, session.provided, functions)
+    diagnose(verdicts, session.outcomes, session.session, session.session.plan)
+    tr = terminalreporter
+    tr.section("crosscheck diagnosis")
+    for line in session.session.notebook():
+        tr.write_line(line)
+    for name, v in verdicts.items():
+        if v.diagnosis:
+            tr.write_line(f"{name}: {v.verdict} ({v.failed}/{v.cases} cases failed)")
+            for sentence in v.diagnosis:
+                tr.write_line(f"  - {sentence}")
 
 
 def pytest_unconfigure(config):

@@ -100,3 +100,28 @@ def test_plugin_runs_under_xdist(pytester):
                                            "--crosscheck-impl", target("vectorized"),
                                            "--crosscheck-function", "pool_backward")
     result.assert_outcomes(passed=16)
+
+
+def test_plugin_failures_carry_hints_and_the_run_ends_with_a_diagnosis(pytester):
+    result = pytester.runpytest("-p", "no:cacheprovider", "--crosscheck-impl",
+                                target("wild_float_b"), "--crosscheck-function",
+                                "conv_single_step", "--crosscheck-function", "pool_backward")
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 4 and outcomes["passed"] == 16
+    result.stdout.fnmatch_lines(["*raised TypeError: only 0-dimensional arrays*wild_float_b.py:*",
+                                 "*- NumPy 2 refuses float()*"])
+    text = result.stdout.str()
+    section = text[text.index("crosscheck diagnosis"):]
+    assert "conv_single_step: not conformant (4/4 cases failed)" in section
+    assert "b.item()" in section and "pool_backward:" not in section
+
+
+def test_plugin_takes_a_notebook(pytester):
+    listing = os.path.join(TARGETS, "notebook_listing.ipynb")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--crosscheck-impl", listing,
+                                "--crosscheck-function", "conv_single_step",
+                                "--crosscheck-function", "zero_pad")
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 4 and outcomes["passed"] == 4
+    result.stdout.fnmatch_lines(["*crosscheck diagnosis*", "*ran only the imports and "
+                                 "definitions*", "*(1, 1, 1)*"])

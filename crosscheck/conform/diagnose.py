@@ -135,10 +135,12 @@ def separate(group, passing, preds) -> tuple[str, list[Predicate]]:
     def holds(p, cases, want):
         return all(_value(p, cc) is want for cc in cases)
 
-    perfect = [p for p in preds if holds(p, group, True) and holds(p, passing, False)]
+    if not passing:  # nothing to tell the group from
+        return "", []
+    literals = list(preds) + [negate(p) for p in preds]
+    perfect = [p for p in literals if holds(p, group, True) and holds(p, passing, False)]
     if perfect:
         return "every", perfect
-    literals = list(preds) + [negate(p) for p in preds]
     for p, q in itertools.combinations(literals, 2):
         if p.name.lstrip("!").startswith("mode") and q.name.lstrip("!").startswith("mode"):
             continue
@@ -624,7 +626,8 @@ def match_mistakes(function: str, group: list, passing: list) -> tuple[Mistake |
                 differs += any(not _same(o.want[k], v) for k, v in outs.items() if k in o.want)
         if not applicable or not matched or not differs:
             continue
-        if matched == len(group) and _consistent(mistake, passing):
+        if matched == applicable and matched * 2 > len(group) and _consistent(mistake,
+                                                                                 passing):
             full = full or mistake
         elif matched * 2 >= len(group):
             partial.append((mistake, matched))
@@ -757,6 +760,8 @@ def _what(sig: tuple, group: list, function: str, outputs: tuple) -> str:
     if kind == "raised":
         r = first.raised
         msg = " ".join(r.get("message", "").split())
+        if len(msg) > 100 and ". " in msg:  # NumPy's long messages: their first sentence
+            msg = msg.split(". ", 1)[0] + "."
         msg = msg if len(msg) <= 120 else msg[:117] + "..."
         who = f"{r['function']} " if r.get("function") and r["function"] != function else ""
         where = f" at {r['where']}" if r.get("where") else ""
@@ -881,7 +886,7 @@ def _extra_phrase(extra: list, sig: tuple) -> str:
     if base and any(_signature(o) == sig for _, o in base if o.status in FAILING):
         modes = [label.split(", ", 1)[1] for label, o in base if "," in label
                  and o.status in FAILING and _signature(o) == sig]
-        return ("; it fails so even on the smallest extra case (m = 1, 4 x 4, one channel, "
+        return ("; it happens even on the smallest extra case (m = 1, 4 x 4, one channel, "
                 f"f = 2, stride 1{', pad 0' if not modes else ''}"
                 + (f", {_and(modes)}" if modes else "") + ")")
     changes = sorted({label.split(",")[0] for label in same})
@@ -889,8 +894,8 @@ def _extra_phrase(extra: list, sig: tuple) -> str:
         return ""
     if base and all(o.status == PASSED for _, o in base):
         return (f"; on extra cases that change one parameter of a small case that passes, "
-                f"only {_and(changes)} fail{'s' if len(changes) == 1 else ''} so")
-    return f"; so do the extra cases {_and(changes)}"
+                f"only {_and(changes)} fail{'s' if len(changes) == 1 else ''} this way")
+    return f"; so do the extra cases with {_and(changes)}"
 
 
 def _cross_function(function, failing, groups, verdicts, total) -> list[str]:
@@ -923,22 +928,35 @@ def _cross_function(function, failing, groups, verdicts, total) -> list[str]:
 
 
 def _cache_note(function, outcomes) -> list[str]:
+    """Say which cases of a backward function were judged with the reference's cache (its
+    own forward failed on them), and which on its own forward's cache after all."""
     forward = _FORWARD_OF.get(function)
-    mine = [o for o in outcomes if o.cache == "reference"]
-    if not forward or not mine:
+    if not forward:
         return []
-    problems = {}
-    for o in mine:
-        why = o.note.split(f"the target's {forward} ", 1)[-1].replace(" on this case", "")
-        why = re.sub(r"of shape \(.*?\) instead of \(.*?\)", "of the wrong shape", why)
-        problems[why] = problems.get(why, 0) + 1
-    why = max(problems, key=problems.get)
     judged = [o for o in outcomes if o.status == PASSED or o.status in FAILING]
-    layout = mine[0].note.split("(", 1)[1].split(")", 1)[0] if "(" in mine[0].note else ""
-    return [f"judged on its own, with the reference's cache ({layout}), on {len(mine)} of "
-            f"{len(judged)} cases: the target's {forward} {why}"
-            + (" on them" if len(problems) == 1 else f" (and {len(problems) - 1} other "
-               "reasons)") + f"; see {forward} for that"]
+    out = []
+    for cache in ("reference", "own"):
+        mine = [o for o in judged if o.cache == cache]
+        if not mine:
+            continue
+        problems: dict[str, int] = {}
+        for o in mine:
+            why = o.note.split(f"the target's {forward} ", 1)[-1].split(" on this case")[0]
+            why = re.sub(r"of shape \(.*?\) instead of \(.*?\)", "of the wrong shape", why)
+            problems[why] = problems.get(why, 0) + 1
+        whys = "; ".join(f"{why} ({n} case{'s' if n != 1 else ''})" if len(problems) > 1
+                         else why for why, n in problems.items())
+        if cache == "reference":
+            layout = mine[0].note.split("(", 1)[1].split(")", 1)[0] if "(" in mine[0].note \
+                else ""
+            out.append(f"judged on its own, with the reference's cache ({layout}), on "
+                       f"{len(mine)} of {len(judged)} cases, where the target's {forward} "
+                       f"{whys}; see {forward} for that")
+        else:
+            out.append(f"judged with its own {forward}'s cache on {len(mine)} of {len(judged)} "
+                       f"cases although that {forward} {whys}: {function} does not take the "
+                       "notebook's cache, so the reference's could not stand in")
+    return out
 
 
 def needs_extra(function: str, outcomes: list) -> bool:

@@ -46,6 +46,9 @@ def raised_hints(info: dict, cc, assigned: dict | None = None) -> list[str]:
     would have set (name -> cell), from the notebook's plan."""
     kind, msg = info.get("type", ""), info.get("message", "")
     fn = info.get("function") or cc.function
+    inner = info.get("in")  # the target's own function the exception came from
+    if isinstance(inner, str) and inner.isidentifier():
+        fn = inner
     out = []
     if kind == "TypeError" and re.search(r"only (0-dimensional|length-1|size-1) arrays can be "
                                          r"converted to Python scalars", msg):

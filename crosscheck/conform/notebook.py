@@ -218,6 +218,9 @@ def plan_from_namespace(namespace: dict) -> dict:
             line = _import_line(name, obj)
             if line:
                 imports[name] = line
+            elif name not in FUNCTIONS:
+                plan["notes"].append(f"{name} is not a module, nor a function defined here or "
+                                     "importable by name; the worker will not have it")
             continue
         try:
             source = inspect.getsource(obj)
@@ -232,9 +235,8 @@ def plan_from_namespace(namespace: dict) -> dict:
             if g in seen or g in queue or g not in namespace or g.startswith("__"):
                 continue  # not a notebook global: a builtin, or an attribute name
             value = namespace[g]
-            if isinstance(value, types.ModuleType) or inspect.isfunction(value) \
-                    or inspect.isclass(value) or inspect.isbuiltin(value):
-                queue.append(g)
+            if isinstance(value, types.ModuleType) or callable(value):
+                queue.append(g)  # a module, or a function or class: imported or sent
             else:
                 plan["assigned_elsewhere"].setdefault(g, "the notebook")
     plan["cells"].insert(0, {"label": "the notebook's imports",

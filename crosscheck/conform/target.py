@@ -314,7 +314,8 @@ def _raised(exc: BaseException, step: int, origin: str | None) -> dict:
     kind = ("system-exit" if isinstance(exc, SystemExit) else
             "keyboard-interrupt" if isinstance(exc, KeyboardInterrupt) else "exception")
     info = {"step": step, "kind": kind, "type": _type_name(exc), "message": _text(exc),
-            "where": where(frame.filename, frame.lineno, frame.name, origin) if frame else None}
+            "where": where(frame.filename, frame.lineno, frame.name, origin) if frame else None,
+            "in": frame.name if frame and own else None}
     if isinstance(exc, SystemExit):
         code = exc.code
         info["code"] = code if code is None or isinstance(code, (int, str)) else _text(code)

@@ -40,6 +40,9 @@ class FunctionVerdict:
     reference_cache: int = 0
     #: The targeted extra cases the diagnosis ran: (what changed, outcome).
     extra: list = field(default_factory=list)
+    #: Some cases were judged on the target's own forward's cache although that forward
+    #: failed on them (its backward does not take the notebook's cache).
+    own_cache: bool = False
 
     def to_dict(self) -> dict:
         return {"function": self.function, "verdict": self.verdict, "cases": self.cases,
@@ -105,6 +108,8 @@ def verdicts_from(outcomes, provided, functions) -> dict:
             reported=[o for o in mine if o.status == REPORTED],
             first_not_run=not_run[0] if not_run else None,
             reference_cache=sum(o.cache == "reference" for o in judged))
+        if any(o.cache == "own" for o in judged):
+            verdicts[name].own_cache = True
     return verdicts
 
 
@@ -119,7 +124,7 @@ def diagnose(verdicts: dict, outcomes: list, session=None, plan: dict | None = N
         mine = [o for o in outcomes if o.function == name]
         if v.verdict != NOT_CONFORMANT:
             v.diagnosis = dx.diagnose_function(name, mine, verdicts=verdicts, plan=plan) \
-                if v.reference_cache else []
+                if v.reference_cache or v.own_cache else []
             continue
         if session is not None and dx.needs_extra(name, mine):
             try:
