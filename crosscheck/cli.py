@@ -16,6 +16,7 @@ import argparse
 import os
 import signal
 import sys
+import textwrap
 import time
 import traceback
 
@@ -56,11 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="run the sweep over backends and print a summary",
-        description="Run a sweep of conv/pool cases over backends, compare each with the "
-                    "refcnn float64 reference, and report. Every backend gets its own "
-                    "read-only copies of the inputs; out-of-tree backends (module:Class) run "
-                    "in worker processes, so a crash, exit or hang is that case's result and "
-                    "the run goes on.",
+        description=textwrap.fill(
+            "Run a sweep of conv/pool cases over backends, compare each with the refcnn "
+            "float64 reference, and report. Every backend gets its own read-only copies of "
+            "the inputs; out-of-tree backends (module:Class) run in worker processes, so a "
+            "crash, exit or hang is that case's result and the run goes on.", 79),
         epilog=RUN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--backends", metavar="NAMES",
                      help="comma-separated backends: built-in names ("
@@ -289,15 +290,15 @@ def configure_jax_cache(directory: str | None) -> None:
 
 
 def geometry_chunks(cases, jobs: int) -> list[list[tuple[int, object]]]:
-    """(index, case) chunks that never split a geometry, about 8 chunks per worker."""
-    groups: list[list[tuple[int, object]]] = []
-    last = None
+    """(index, case) chunks that never split a geometry, about 8 chunks per worker.
+
+    A geometry's cases need not be neighbours in the sweep (its probe kinds may come last):
+    they are gathered wherever they are, in order of first appearance.
+    """
+    by_key: dict[str, list[tuple[int, object]]] = {}
     for i, case in enumerate(cases):
-        key = case.compile_key
-        if key != last:
-            groups.append([])
-            last = key
-        groups[-1].append((i, case))
+        by_key.setdefault(case.compile_key, []).append((i, case))
+    groups = list(by_key.values())
     target = max(1, min(64, len(cases) // (jobs * 8) or 1))
     chunks: list[list[tuple[int, object]]] = []
     for group in groups:
@@ -359,7 +360,7 @@ class RunState:
 
     def stop(self, stopped: str, why: str) -> None:
         self.stopped = stopped
-        during = f" while {self.in_flight} was running" if self.in_flight else ""
+        during = f" with {self.in_flight} in flight" if self.in_flight else ""
         self.stop_reason = (f"{why}{during}; {len(self.by_index)} of {self.total} cases "
                             "finished")
 
@@ -417,9 +418,14 @@ def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_cas
         if finished:
             pool.shutdown(wait=True)
         else:
+            # Taken before shutdown(), which forgets them: a worker left running would keep
+            # this process from exiting (the pool's manager thread waits for it).
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.terminate()
+            for process in processes:
+                process.terminate()  # SIGTERM, default action; their workers' guardians follow
+            for process in processes:
+                process.join(timeout=10)
 
 
 def cmd_run(args) -> int:

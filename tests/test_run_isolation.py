@@ -257,6 +257,26 @@ def test_run_failure_wins_over_nothing_judged(tmp_path, capsys):
     assert "SupportsNothing had no case judged" in capsys.readouterr().out
 
 
+def test_run_with_jobs_a_segfault_is_that_case_s_result(tmp_path, capsys):
+    """Before: with -j 2, the segfault killed a pool worker: BrokenProcessPool, exit 3, the
+    crash attributed to nothing."""
+    reports = Reports(tmp_path)
+    backends = ["refcnn", "evil_backends:Segfaults"]
+    code = main(["run", "--backends", ",".join(backends), "--cases", "smoke", "--ops",
+                 "max_pool2d", "--dtypes", "float64", "--jobs", "2", "--timeout", "30",
+                 "--no-progress", *reports.args()])
+    assert code == EXIT_DISCREPANCY, capsys.readouterr().out
+    results = reports.data["results"]
+    assert len({r["case"] for r in results}) > 4
+    for r in results:
+        if r["backend"] == backends[1] and r["direction"] == "forward":
+            assert r["status"] == "crashed" and "SIGSEGV" in r["reason"], r
+        else:  # refcnn, and the culprit on the cases it behaves on (a new worker each time)
+            assert r["status"] in ("passed", "unsupported"), r
+    assert sum(r["status"] == "passed" and r["backend"] == backends[1] for r in results) > 2
+    assert_none_alive(recorded_pids(tmp_path))
+
+
 # ---- crosscheck itself stopped ------------------------------------------------------------
 def _start_run(tmp_path, backends, *cases, timeout=60):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([TARGETS, os.environ.get(
@@ -286,7 +306,7 @@ def test_run_sigterm_while_a_backend_hangs_writes_incomplete_reports(tmp_path):
     assert proc.returncode == EXIT_INTERRUPTED, err
     data = reports.data
     assert data["complete"] is False and data["stopped"] == "terminated"
-    assert "SIGTERM" in data["stop_reason"] and BAD in data["stop_reason"]
+    assert "SIGTERM" in data["stop_reason"] and f"case {BAD} in flight" in data["stop_reason"]
     # The finished case is in every report; the one in flight in none.
     assert {(r["case"], r["backend"]) for r in data["results"]} == \
         {(GOOD, b) for b in backends}
