@@ -6,7 +6,9 @@
 in every process (it does not depend on the target, which is loaded only when
 the first item runs; items of functions the target lacks are skipped). The
 target runs in a worker process with a per-case timeout, and is judged in the
-pytest process, which never imports it, as in ``crosscheck conform``.
+pytest process, which never imports it, as in ``crosscheck conform`` (a ``.ipynb`` target
+too). A failing item shows the case's hints; without xdist, the run ends with a
+"crosscheck diagnosis" section naming each failing function's cause.
 
 Nothing heavy is imported at module import: this module is loaded by every
 pytest run in an environment where the package is installed.

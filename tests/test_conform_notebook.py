@@ -222,6 +222,8 @@ def test_check_globals_judges_the_namespace_in_a_worker(namespace_module, capsys
     assert outcome.verdicts["pool_forward"].verdict == conform.NOT_CONFORMANT
     assert "reads the global 'stride'" in said(outcome, "pool_forward")
     assert "pool_forward" in out and "NOT CONFORMANT" in out
+    assert "variable of the notebook's namespace" in said(outcome, "pool_forward")
+    assert "sent the source of zero_pad, pool_forward, distribute_value, _mean" in out
     assert repr(outcome).startswith("<ConformOutcome student_ns: not conformant: pool_forward")
     # Called without a namespace, it judges the caller's globals.
     assert namespace_module.run_check().conformant
@@ -234,4 +236,4 @@ def test_check_plan_holds_sources_and_imports_not_objects(namespace_module):
     assert "import numpy as np" in imports and "from numpy import pad as np_pad" in imports
     labels = [c["label"] for c in plan["cells"]]
     assert "the cell defining _mean" in labels  # a helper a notebook function calls
-    assert plan["assigned_elsewhere"].get("stride") == "the notebook"
+    assert plan["assigned_elsewhere"].get("stride") == notebook.NAMESPACE

@@ -38,8 +38,22 @@ The package, one module per job (each imports only those above it):
   the statuses);
 - :mod:`~crosscheck.conform.worker`: the runners: a worker process with the timeout
   (:class:`TargetProcess`), or this process (:class:`InProcessTarget`);
+- :mod:`~crosscheck.conform.hints`: what one failing case alone says (NumPy 2 and
+  ``float(b)``, removed ``np.float``, a notebook global, the ``[pad:-pad]`` crop, a size formula);
+- :mod:`~crosscheck.conform.diagnose`: each failing function's diagnosis, in the judging
+  process on the arrays the worker sent back: which parameters separate its failing cases
+  from the passing ones (targeted extra cases through the same runner when the sweep cannot
+  tell), the known mistake its outputs match exactly, and sentences across functions;
 - :mod:`~crosscheck.conform.verdicts`: the sweep over a target and its verdicts
-  (:class:`ConformSession`, :func:`check_target`, :func:`print_verdicts`, :func:`write_json`).
+  (:class:`ConformSession`, :func:`check_target`, :func:`print_verdicts`, :func:`write_json`);
+- :mod:`~crosscheck.conform.notebook`: notebooks (``work.ipynb``: only the cells' imports and
+  definitions run, in the worker; magics and shell lines dropped; imports the judge lacks
+  skipped and named) and :func:`check` for inside Jupyter: ``check(globals())``.
+
+A backward function is judged on its own: when the target's forward raises or is wrong on a
+case, its backward gets the reference's cache (the notebook's tuple) instead, and the verdict
+says so. Messages are plain ("34 of 48 values wrong; at index [0, 1, 2, 0] got 0.51, expected
+0.23"); the error-to-bound figures are in the JSON and ``--verbose``.
 
 Everything public is re-exported here: ``from crosscheck.conform import check_target``.
 """

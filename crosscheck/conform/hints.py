@@ -128,8 +128,12 @@ def notebook_global(fn: str, name: str, cell: str | None = None) -> str:
                 "it) where the target is")
     if name in ("np", "numpy"):
         return f"{fn} uses np, but numpy is not imported (import numpy as np) where it is defined"
-    where = (f" (in the notebook it is set in {cell}, which conform does not run: only imports "
-             "and definitions run)" if cell else "")
+    if cell == "the notebook's namespace":
+        where = (" (it is a variable of the notebook's namespace, which the worker does not "
+                 "get: only imports and definitions go there)")
+    else:
+        where = (f" (in the notebook it is set in {cell}, which conform does not run: only "
+                 "imports and definitions run)" if cell else "")
     return (f"{fn} reads the global {name!r}, which it neither defines nor receives{where}: "
             f"a function that works in the notebook only because a test cell left {name} "
             "behind breaks anywhere else; use the function's own arguments (e.g. "

@@ -32,6 +32,9 @@ from crosscheck.conform.target import FUNCTIONS, TargetError
 #: (``%%bash``, ``%%writefile``, ``%%html``...) makes the whole cell not Python, so not run.
 PYTHON_CELL_MAGICS = ("time", "timeit", "capture", "prun", "debug", "memit", "px")
 
+#: Where plan_from_namespace says a notebook global lives (not in any cell it sends).
+NAMESPACE = "the notebook's namespace"
+
 _MAGIC_LINE = re.compile(r"^\s*[%!]")
 _MAGIC_ASSIGN = re.compile(r"^\s*[A-Za-z_][\w\s,.\[\]()]*=\s*[%!]")
 _HELP_LINE = re.compile(r"^\s*(\?\??[\w.]+|[\w.]+\?\??)\s*$")
@@ -151,13 +154,19 @@ def describe(plan: dict, skipped: list) -> list[str]:
     """Sentences saying what of the notebook ran and what did not."""
     if plan is None:
         return []
-    where = os.path.basename(plan["path"]) if plan.get("path") else "the namespace"
     ran = [c["label"] for c in plan["cells"]]
-    lines = [f"{where}: ran only the imports and definitions of {len(ran)} code cell"
-             f"{'s' if len(ran) != 1 else ''} ({_labels(ran)})"
-             + (f"; did not run {len(plan['not_run'])} test, plotting or other cell"
-                f"{'s' if len(plan['not_run']) != 1 else ''} ({_labels(plan['not_run'])})"
-                if plan["not_run"] else "")]
+    if plan.get("path"):
+        lines = [f"{os.path.basename(plan['path'])}: ran only the imports and definitions of "
+                 f"{len(ran)} code cell{'s' if len(ran) != 1 else ''} ({_labels(ran)})"
+                 + (f"; did not run {len(plan['not_run'])} test, plotting or other cell"
+                    f"{'s' if len(plan['not_run']) != 1 else ''} ({_labels(plan['not_run'])})"
+                    if plan["not_run"] else "")]
+    else:  # check(globals()): the functions' own source, not cells
+        sent = [label[len("the cell defining "):] for label in ran
+                if label.startswith("the cell defining ")]
+        n = sum(len(c["run"]) for c in plan["cells"] if c["label"] == "the notebook's imports")
+        lines = [f"the namespace: sent the source of {', '.join(sent) or 'nothing'} and {n} "
+                 f"import line{'s' if n != 1 else ''} to the worker, and nothing else"]
     if plan["dropped_lines"]:
         shown = ", ".join(dict.fromkeys(d["line"] for d in plan["dropped_lines"]))
         lines.append(f"dropped {len(plan['dropped_lines'])} magic and shell line"
@@ -238,7 +247,7 @@ def plan_from_namespace(namespace: dict) -> dict:
             if isinstance(value, types.ModuleType) or callable(value):
                 queue.append(g)  # a module, or a function or class: imported or sent
             else:
-                plan["assigned_elsewhere"].setdefault(g, "the notebook")
+                plan["assigned_elsewhere"].setdefault(g, NAMESPACE)
     plan["cells"].insert(0, {"label": "the notebook's imports",
                              "source": "\n".join(imports.values()) + "\n",
                              "run": [[i, "import"] for i in range(len(imports))]})
