@@ -219,8 +219,12 @@ def _call(runner, named: dict, steps: list) -> _Reply:
     before = {k: (v.copy() if isinstance(v, np.ndarray) else json.loads(json.dumps(v)))
               for k, v in named.items()}
     reply, out = runner.call({"op": "call", "steps": steps, "values": values}, arrays)
-    if reply["raised"] is not None:
-        info = dict(reply["raised"])
+    if reply["raised"] is not None:  # only the facts we know, whatever else the reply holds
+        info = {k: v for k, v in reply["raised"].items()
+                if k in ("step", "kind", "type", "message", "where", "code")}
+        inner = reply["raised"].get("in")
+        if isinstance(inner, str) and inner.isidentifier():
+            info["in"] = inner
         step = info.get("step")
         if isinstance(step, int) and 0 <= step < len(steps):
             info["function"] = steps[step]["function"]
