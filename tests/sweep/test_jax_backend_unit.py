@@ -140,9 +140,9 @@ def test_one_compiled_function_serves_directions_seeds_and_dtypes_apart(backend)
         for seed in (0, 1):
             c = case.with_(direction=direction, seed=seed)
             backend.run(c, make_inputs(c))
-    assert len(jax_backend._compiled) == 1
+    assert backend.compiled_count() == 1
     backend.run(case.with_(dtype="float32"), make_inputs(case.with_(dtype="float32")))
-    assert len(jax_backend._compiled) == 2
+    assert backend.compiled_count() == 2
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
@@ -166,12 +166,12 @@ def test_compiled_functions_and_memory_maps_stay_bounded(monkeypatch):
     before = maps()
     for length in range(20, 100):
         run(length)
-        assert len(jax_backend._compiled) <= 8
+        assert backend.compiled_count() <= 8
     grown = maps() - before
     # Each live executable holds some tens of maps: 80 kept alive would add thousands.
     assert grown < 600, f"memory maps grew by {grown} over 80 geometries with 8 kept alive"
     backend.clear_compiled()
-    assert not jax_backend._compiled
+    assert backend.compiled_count() == 0
     assert maps() <= before + 100
 
 
