@@ -219,16 +219,16 @@ def _avg_pool(channels_first: bool):
 def _adaptive_avg_pool(channels_first: bool):
     def forward(case, x, w, b):
         lay = _Layout(channels_first, case.rank)
-        # torch's bins are a product of per-axis intervals: sum one axis at a time with a
-        # 0/1 membership matrix, then divide by the bin's cell count.
+        # torch's bins are a product of per-axis intervals: sum one axis at a time, each bin
+        # by a slice (a product with a 0/1 membership matrix would spread a NaN or an
+        # infinity over every bin of the axis: 0 * inf is NaN), then divide by the count.
         counts = np.ones((1,) * lay.ndim)
         for axis, n, o in zip(lay.spatial_axes, case.spatial, case.output_size):
-            member = np.zeros((n, o))
-            for i, (s, e) in enumerate(geometry.adaptive_bins(n, o)):
-                member[s:e, i] = 1
-            x = jnp.moveaxis(jnp.tensordot(x, member.astype(x.dtype), axes=([axis], [0]),
-                                           precision=PRECISION), -1, axis)
-            counts = counts * member.sum(0).reshape(_axis_shape(lay, axis, o))
+            bins = geometry.adaptive_bins(n, o)
+            x = jnp.stack([lax.slice_in_dim(x, s, e, axis=axis).sum(axis=axis)
+                           for s, e in bins], axis=axis)
+            counts = counts * np.array([e - s for s, e in bins], float).reshape(
+                _axis_shape(lay, axis, o))
         # A bin's cell count need not be exact in a half type (257 is not in bfloat16):
         # divide in at least float32, then round once.
         wide = jnp.promote_types(x.dtype, jnp.float32)
