@@ -28,6 +28,7 @@ import numpy as np
 
 from crosscheck import semantics
 from crosscheck.cases import OPS
+from crosscheck.ops import DIRECTION_TOKENS
 from crosscheck.ops import OPS as _TABLE
 from crosscheck.statuses import ABORTED, FAILING, JUDGED, STATUSES
 
@@ -37,8 +38,11 @@ STEP_SUMMARY_LIMIT = 1024 * 1024 - 64 * 1024
 FAMILIES = tuple(_TABLE)
 #: The JSON report's format: 2 added this field, the statuses after ``unsupported``, the
 #: ``complete``/``stopped``/``stop_reason`` fields' meaning for killed runs, and the JSONL file
-#: beside it (reports without the field are version 1).
-SCHEMA_VERSION = 2
+#: beside it (reports without the field are version 1). 3: passed and unsupported results
+#: carry no ``spec`` nor reproducers (their case id reruns them), results name the backends
+#: they ``agrees_with``, ``versions.settings`` holds each backend's precision-relevant
+#: settings, and ``agreement`` is the op x direction x backend matrix.
+SCHEMA_VERSION = 3
 #: The summary's columns: ``no answer`` counts every status of :data:`ABORTED`.
 COUNTS = ("cases", "passed", "failed", "divergent", "unsupported", "no answer")
 
@@ -65,13 +69,24 @@ def versions(backends: dict | None = None) -> dict:
         "jax": package_version("jax"),
         "jaxlib": package_version("jaxlib"),
     }
-    found["backends"] = {}
+    found["backends"], found["settings"] = {}, {}
     for name, backend in (backends or {}).items():
         try:
             found["backends"][name] = str(backend.version())
         except Exception as exc:  # noqa: BLE001 - a report must not die on a version string
             found["backends"][name] = f"unknown ({exc!r})"
+        settings = getattr(backend, "settings", None)
+        if callable(settings):
+            try:
+                found["settings"][name] = {str(k): _plain(v) for k, v in settings().items()}
+            except Exception as exc:  # noqa: BLE001 - nor on a backend's settings
+                found["settings"][name] = {"error": repr(exc)}
     return found
+
+
+def _plain(value):
+    """A settings value as JSON can hold it."""
+    return value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
 
 
 # ---- aggregation ---------------------------------------------------------------------------------
@@ -110,7 +125,7 @@ def summary_rows(results) -> list[Row]:
         if key not in rows:
             rows[key] = Row(*key)
         rows[key].add(r)
-    return sorted(rows.values(), key=lambda row: (OPS.index(row.op), row.direction != "forward",
+    return sorted(rows.values(), key=lambda row: (*_op_order((row.op, row.direction)),
                                                   backend_order[row.backend]))
 
 
@@ -122,6 +137,102 @@ def backend_summary(results) -> dict[str, dict[str, int]]:
         counts["cases"] += 1
         counts[str(r.status)] += 1
     return summary
+
+
+#: Above this many (op, direction, backend) rows the console prints the agreement matrix.
+MAX_SUMMARY_ROWS = 40
+
+#: Markdown keeps its per-row summary table up to this many rows, and lists this many
+#: unsupported reasons.
+MAX_MARKDOWN_ROWS = 120
+MAX_MARKDOWN_REASONS = 30
+
+#: The agreement matrix's columns, in order.
+AGREEMENT = ("agree", "convention", "known bug", "failed", "no answer", "unsupported", "other")
+
+
+def agreement_class(result) -> str:
+    """Which column of the agreement matrix ``result`` counts in."""
+    status = str(result.status)
+    if status == "passed":
+        return "agree"
+    if status == "divergent":
+        return "known bug" if (result.reason or "").startswith("known bug") else "convention"
+    if status == "failed":
+        return "failed"
+    if status in ABORTED:
+        return "no answer"
+    return "unsupported" if status == "unsupported" else "other"
+
+
+def agreement_matrix(results) -> list[dict]:
+    """Op x direction x backend: how many cases agree with the reference, diverge by a
+    declared convention, hit a registered bug, fail, gave no answer, or were unsupported;
+    and for each disagreement, which other backends agree with that backend."""
+    rows: dict[tuple[str, str, str], dict] = {}
+    for r in results:
+        key = (r.case.op, r.case.direction, r.backend)
+        row = rows.setdefault(key, {"op": key[0], "direction": key[1], "backend": key[2],
+                                    **dict.fromkeys(AGREEMENT, 0), "disagreements": []})
+        column = agreement_class(r)
+        row[column] += 1
+        if column in ("convention", "known bug", "failed"):
+            row["disagreements"].append({
+                "case": r.case.id, "status": str(r.status),
+                "reason": (r.reason or "").splitlines()[0] if r.reason else None,
+                "agrees_with": list(getattr(r, "agrees_with", []))})
+    return list(rows.values())
+
+
+def _cell(row: dict) -> str:
+    """One matrix cell: ``120`` agree, ``+3c`` conventions, ``+1b`` known bugs, ``!2`` failed,
+    ``?1`` no answer; ``-`` when every case was unsupported."""
+    parts = [str(row["agree"])] if row["agree"] else []
+    for column, mark in (("convention", "+{}c"), ("known bug", "+{}b"), ("failed", "!{}"),
+                         ("no answer", "?{}")):
+        if row[column]:
+            parts.append(mark.format(row[column]))
+    return " ".join(parts) if parts else "-"
+
+
+def _op_order(key: tuple[str, str]):
+    """(op, direction) in table order: ops as the op table lists them, directions likewise."""
+    op, direction = key
+    directions = list(DIRECTION_TOKENS)
+    return (OPS.index(op) if op in OPS else len(OPS),
+            directions.index(direction) if direction in directions else len(directions))
+
+
+def agreement_table_text(results) -> str:
+    """The agreement matrix as text: one line per op and direction, one column per backend."""
+    matrix = agreement_matrix(results)
+    backends = list(dict.fromkeys(r["backend"] for r in matrix))
+    cells = {(r["op"], r["direction"], r["backend"]): _cell(r) for r in matrix}
+    lines = sorted({(r["op"], r["direction"]) for r in matrix}, key=_op_order)
+    header = ["op", "direction", *backends]
+    body = [[op, d, *(cells.get((op, d, b), "") for b in backends)] for op, d in lines]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def fmt(line):
+        return "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+
+    legend = ("cells: cases agreeing with the reference, +Nc declared conventions, +Nb known "
+              "bugs, !N failed, ?N no answer, - unsupported throughout")
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body), legend])
+
+
+def verdict_line(results, complete: bool = True) -> str:
+    """One sentence for the top of a report: the run's verdict and its counts."""
+    counts = {c: 0 for c in AGREEMENT}
+    for r in results:
+        counts[agreement_class(r)] += 1
+    judged = sum(counts[c] for c in ("agree", "convention", "known bug", "failed", "no answer"))
+    bad = counts["failed"] + counts["no answer"]
+    head = "FAIL" if bad else ("INCOMPLETE" if not complete else "PASS")
+    return (f"{head}: {judged} results judged, {counts['agree']} agree, "
+            f"{counts['convention']} declared conventions, {counts['known bug']} known bugs, "
+            f"{counts['failed']} failed, {counts['no answer']} without answer; "
+            f"{counts['unsupported']} unsupported.")
 
 
 def failures(results) -> list:
@@ -236,11 +347,16 @@ def print_summary(results, stream=None, *, title: str = "crosscheck run",
     stream = stream or sys.stdout
     rows = summary_rows(results)
     fails = failures(results)
-    if fancy_output(stream):
+    if len(rows) > MAX_SUMMARY_ROWS:
+        # Many ops and backends: the matrix says the same in one line per op and direction.
+        print(f"{title}: agreement matrix", file=stream)
+        print(agreement_table_text(results), file=stream)
+    elif fancy_output(stream):
         _print_rich(rows, stream, title)
     else:
         print(f"{title}: summary", file=stream)
         print(summary_table_text(rows), file=stream)
+    print(f"\n{verdict_line(results, complete)}", file=stream)
     if not complete:
         print(f"\nThe run did not complete{f' ({stop_reason})' if stop_reason else ''}: these "
               f"are the {len(results)} results computed before it stopped.", file=stream)
@@ -350,8 +466,10 @@ def json_report(results, *, versions_: dict, meta: dict | None = None) -> dict:
         "schema_version": SCHEMA_VERSION,
         "versions": versions_,
         **(meta or {}),
+        "verdict": verdict_line(results, (meta or {}).get("complete", True)),
         "summary": backend_summary(results),
-        "results": [r.to_dict() for r in results],
+        "agreement": agreement_matrix(results),
+        "results": [r.to_dict(slim=True) for r in results],
     }
 
 
@@ -384,7 +502,7 @@ class ResultLog:
 
     def write(self, results) -> None:
         for r in results:
-            self._line({"type": "result", **r.to_dict()}, flush=False)
+            self._line({"type": "result", **r.to_dict(slim=True)}, flush=False)
         self._fh.flush()
 
     def close(self, meta: dict | None = None) -> None:
@@ -407,6 +525,7 @@ def markdown_report(results, *, versions_: dict, meta: dict | None = None,
     out = io.StringIO()
     w = out.write
     w("# crosscheck run\n\n")
+    w(f"**{_md_escape(verdict_line(results, meta.get('complete', True)))}**\n\n")
     if not meta.get("complete", True):
         why = meta.get("stop_reason") or meta.get("stopped") or "stopped early"
         w(f"> **Incomplete run** ({_md_escape(why)}): "
@@ -417,22 +536,24 @@ def markdown_report(results, *, versions_: dict, meta: dict | None = None,
     w(f"Python {versions_.get('python')} on {versions_.get('platform')}; numpy "
       f"{versions_.get('numpy')}; backends: {backend_versions or 'none'}. "
       f"Tolerance: {meta.get('tolerance', 'bound')}; reference: refcnn float64.\n\n")
-    w("## Summary\n\n")
-    w("| op | direction | backend | cases | passed | failed | divergent | unsupported "
-      "| no answer | worst error/bound |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
     rows = summary_rows(results)
-    for r in rows:
-        w(f"| {r.op} | {r.direction} | {r.backend} | {r.cases} | {r.passed} | "
-          f"{'**%d**' % r.failed if r.failed else 0} | {r.divergent} | {r.unsupported} | "
-          f"{'**%d**' % r.no_answer if r.no_answer else 0} | "
-          f"{format_ratio(r.worst_ratio)} |\n")
-    total = _total(rows)
-    w(f"| **total** | | | {total['cases']} | {total['passed']} | {total['failed']} | "
-      f"{total['divergent']} | {total['unsupported']} | {total['no answer']} | "
-      f"{format_ratio(total['worst_ratio'])} |\n\n")
-    w("No answer: the backend crashed, exited, timed out or raised SystemExit or "
-      "KeyboardInterrupt (its status says which).\n\n")
-    registry = _markdown_registry()
+    if len(rows) <= MAX_MARKDOWN_ROWS:
+        w("## Summary\n\n")
+        w("| op | direction | backend | cases | passed | failed | divergent | unsupported "
+          "| no answer | worst error/bound |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+        for r in rows:
+            w(f"| {r.op} | {r.direction} | {r.backend} | {r.cases} | {r.passed} | "
+              f"{'**%d**' % r.failed if r.failed else 0} | {r.divergent} | {r.unsupported} | "
+              f"{'**%d**' % r.no_answer if r.no_answer else 0} | "
+              f"{format_ratio(r.worst_ratio)} |\n")
+        total = _total(rows)
+        w(f"| **total** | | | {total['cases']} | {total['passed']} | {total['failed']} | "
+          f"{total['divergent']} | {total['unsupported']} | {total['no answer']} | "
+          f"{format_ratio(total['worst_ratio'])} |\n\n")
+        w("No answer: the backend crashed, exited, timed out or raised SystemExit or "
+          "KeyboardInterrupt (its status says which).\n\n")
+    w(_markdown_agreement(results))
+    registry = _markdown_registry(results)
     fails = failures(results)
     w(f"## Failures ({len(fails)})\n\n")
     if not fails:
@@ -458,9 +579,59 @@ def _markdown_failure(r) -> str:
     return "\n".join(lines)
 
 
-def _markdown_registry() -> str:
-    out = ["## Known differences (crosscheck.semantics.DIFFERENCES)\n"]
-    for d in semantics.DIFFERENCES:
+def _markdown_agreement(results) -> str:
+    """The agreement matrix, the divergences by cause, and the unsupported reasons, compactly."""
+    matrix = agreement_matrix(results)
+    backends = list(dict.fromkeys(r["backend"] for r in matrix))
+    cells = {(r["op"], r["direction"], r["backend"]): _cell(r) for r in matrix}
+    keys = sorted({(r["op"], r["direction"]) for r in matrix}, key=_op_order)
+    out = ["## Agreement matrix\n",
+           "Cases agreeing with the reference; +Nc declared conventions, +Nb known bugs, "
+           "!N failed, ?N no answer, - unsupported throughout.\n",
+           "| op | direction | " + " | ".join(backends) + " |",
+           "|---|---|" + "--:|" * len(backends)]
+    out += [f"| {op} | {d} | " + " | ".join(cells.get((op, d, b), "") for b in backends) + " |"
+            for op, d in keys]
+    causes: dict[str, dict[str, list]] = {}
+    for row in matrix:
+        for item in row["disagreements"]:
+            if item["status"] != "divergent":
+                continue
+            cause = (item["reason"] or "").split(":")[0]
+            causes.setdefault(cause, {}).setdefault(row["backend"], []).append(item)
+    if causes:
+        out.append("\n## Divergences by cause\n")
+        for cause, by_backend in sorted(causes.items()):
+            parts = []
+            for backend, items in by_backend.items():
+                peers = sorted({p for i in items for p in i["agrees_with"]})
+                parts.append(f"{backend} {len(items)} (e.g. `{items[0]['case']}`"
+                             + (f"; agrees with {', '.join(peers)}" if peers else "") + ")")
+            out.append(f"- **{_md_escape(cause)}**: " + "; ".join(parts))
+    reasons: dict[tuple[str, str], int] = {}
+    for r in results:
+        if str(r.status) == "unsupported":
+            key = (r.backend, (r.reason or "").splitlines()[0][:160])
+            reasons[key] = reasons.get(key, 0) + 1
+    if reasons:
+        out.append("\n## Unsupported, by reason\n")
+        top = sorted(reasons.items(), key=lambda kv: -kv[1])
+        out += [f"- {backend}: {count} x {_md_escape(reason)}"
+                for (backend, reason), count in top[:MAX_MARKDOWN_REASONS]]
+        if len(top) > MAX_MARKDOWN_REASONS:
+            out.append(f"- ... {len(top) - MAX_MARKDOWN_REASONS} more reasons (see the JSON)")
+    return "\n".join(out) + "\n\n"
+
+
+def _markdown_registry(results) -> str:
+    """The registry's entries that applied to this run (a divergence named them)."""
+    used = {(r.reason or "").split(":")[0].split()[-1] for r in results
+            if str(r.status) == "divergent" and r.reason}
+    applied = [d for d in semantics.DIFFERENCES if d.key in used]
+    out = ["## Known differences that applied (crosscheck.semantics.DIFFERENCES)\n"]
+    if not applied:
+        out.append(f"None of the {len(semantics.DIFFERENCES)} registered differences applied.")
+    for d in applied:
         out.append(f"### {d.title} (`{d.key}`)\n")
         out += [f"- **{family}**: {_md_escape(text)}" for family, text in d.conventions.items()]
         if d.probes:
@@ -471,6 +642,9 @@ def _markdown_registry() -> str:
         if d.sources:
             out.append("- sources: " + "; ".join(_md_escape(s) for s in d.sources))
         out.append("")
+    if applied and len(applied) < len(semantics.DIFFERENCES):
+        out.append(f"{len(semantics.DIFFERENCES) - len(applied)} other registered differences "
+                   "did not apply to this run.")
     return "\n".join(out) + "\n"
 
 

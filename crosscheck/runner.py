@@ -52,6 +52,9 @@ class CaseResult:
     modified_inputs: list[str] = field(default_factory=list)
     #: Outputs that are views of an input, as ``"y (a view of x)"``.
     aliased_outputs: list[str] = field(default_factory=list)
+    #: For a disagreement (failed or divergent): the other backends whose outputs agree
+    #: with this one's within twice the bound (the reference is not among them).
+    agrees_with: list[str] = field(default_factory=list)
     #: The backend's outputs, kept so that naming the odd one out need not rerun it.
     outputs: dict | None = field(default=None, repr=False, compare=False)
 
@@ -68,17 +71,25 @@ class CaseResult:
             lines.append(f"  odd one out: {self.odd_one_out}")
         return "\n".join(lines)
 
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, slim: bool = False) -> dict:
+        """Every field; with ``slim``, a passed or unsupported result drops its case's spec and
+        its reproducers (its case id reruns it: ``crosscheck run --case ID``)."""
+        d = {
             "case": self.case.id, "op": self.case.op, "direction": self.case.direction,
             "dtype": self.case.dtype, "backend": self.backend, "status": self.status,
             "reason": self.reason, "odd_one_out": self.odd_one_out,
+            "agrees_with": list(self.agrees_with),
             "worst_ratio": _finite_or_text(self.worst_ratio), "seconds": self.seconds,
             "modified_inputs": list(self.modified_inputs),
             "aliased_outputs": list(self.aliased_outputs),
             "spec": self.case.to_dict(),
             "discrepancies": [d.to_dict() for d in self.discrepancies],
         }
+        if slim and self.status in (Status.PASSED, Status.UNSUPPORTED):
+            del d["spec"]
+            for x in d["discrepancies"]:
+                del x["reproduce"]
+        return d
 
 
 def reference_outputs(case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
@@ -88,7 +99,9 @@ def reference_outputs(case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
             for k in case.output_names()}
 
 
-@functools.lru_cache(maxsize=256)
+# Backends run case after case (and the pytest sweep keeps a case's backends together), so
+# a few entries suffice; real network layers make each entry up to hundreds of MB.
+@functools.lru_cache(maxsize=8)
 def prepared(case: Case, mode: str = "bound"):
     """(inputs, reference outputs, bounds) for a case, cached per process."""
     inputs = make_inputs(case)
@@ -170,6 +183,7 @@ def run_case(case: Case, backends: dict[str, Backend], mode: str = "bound") -> l
     """Every backend on one case, with the odd one out named where they disagree."""
     results = [run_backend(case, name, be, mode) for name, be in backends.items()]
     _name_odd_one_out(case, results, mode)
+    _name_agreeing(case, results, mode)
     for r in results:
         r.outputs = None  # a sweep keeps thousands of results: keep the verdicts, not arrays
     return results
@@ -204,6 +218,19 @@ def _name_odd_one_out(case, results, mode):
         verdict = f"not named ({type(exc).__name__}: {exc})"
     for r in failed:
         r.odd_one_out = verdict
+
+
+def _name_agreeing(case, results, mode):
+    """For each failed or divergent result, the other backends whose outputs agree with it."""
+    judged = [r for r in results if r.outputs is not None
+              and r.status in (Status.PASSED, Status.FAILED, Status.DIVERGENT)]
+    for r in judged:
+        if r.status == Status.PASSED:
+            continue
+        try:
+            r.agrees_with = [o.backend for o in judged if o is not r and _agree(case, [r, o], mode)]
+        except Exception:  # noqa: BLE001 - an aid to the reader, never a reason to lose a case
+            r.agrees_with = []
 
 
 def _odd_one_out(case, results, failed, mode) -> str:

@@ -112,9 +112,9 @@ def test_inputs_have_the_op_shapes_and_are_read_only():
         inputs.x[0, 0, 0, 0, 0] = 1.0
 
 
-def test_every_op_of_the_table_is_in_the_default_sweep_both_directions():
+def test_every_op_of_the_table_is_in_the_default_sweep_in_every_direction():
     seen = {(c.op, c.direction) for c in sweep("default")}
-    assert seen == {(name, d) for name in ops.op_names() for d in ("forward", "backward")}
+    assert seen == {(name, d) for name in ops.op_names() for d in ops.DIRECTION_TOKENS}
 
 
 def test_sweeps_are_deterministic_and_ids_unique():
