@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crosscheck.cases import ROLES  # the roles of Inputs, tangents and cotangents included
 from crosscheck.statuses import Status
 
 __all__ = ["DEFAULT_TIMEOUT", "Answer", "BackendLoadError", "IsolatedBackend", "NotAnArray",
@@ -54,8 +55,6 @@ __all__ = ["DEFAULT_TIMEOUT", "Answer", "BackendLoadError", "IsolatedBackend", "
 DEFAULT_TIMEOUT = 60.0
 #: Seconds a worker may take to start and import its backend (frameworks import slowly).
 LOAD_TIMEOUT = 120.0
-#: The roles of :class:`crosscheck.cases.Inputs`, in order.
-ROLES = ("x", "w", "b", "dy")
 
 _MAGIC = b"XCKW"
 _HEAD = struct.Struct("<4sQ")

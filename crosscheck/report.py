@@ -395,7 +395,7 @@ def _print_rich(rows: list[Row], stream, title: str) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         style = "red" if r.failed or r.no_answer else ("yellow" if r.divergent else None)
-        table.add_row(r.op, "fwd" if r.direction == "forward" else "bwd", r.backend,
+        table.add_row(r.op, DIRECTION_TOKENS.get(r.direction, r.direction), r.backend,
                       *(str(_count(r, c)) for c in COUNTS),
                       format_ratio(r.worst_ratio), style=style)
     total = _total(rows)

@@ -43,6 +43,20 @@ def _calls(rng, rank, dtype=np.float64, n=2):
         ("adaptive_avg_pool_backward", (g(a.shape), x, 3), {}),
         ("adaptive_max_pool", (x, (3, None, 2)[:rank]), {"return_indices": True}),
         ("adaptive_max_pool_backward", (g(a.shape), x, 3), {}),
+        ("conv_jvp", (x, w, b, g(x.shape), g(w.shape), g(b.shape)), conv_kw),
+        ("conv_double_backward", (g(y.shape), x, w, b, g(x.shape), g(w.shape), g(b.shape)),
+         conv_kw),
+        ("conv_transpose_jvp", (x, wt, b, g(x.shape), g(wt.shape), g(b.shape)), tconv_kw),
+        ("conv_transpose_double_backward",
+         (g(yt.shape), x, wt, b, g(x.shape), g(wt.shape), g(b.shape)), tconv_kw),
+        ("max_pool_jvp", (x, g(x.shape), 3), pool_kw),
+        ("max_pool_double_backward", (g(p.shape), x, g(x.shape), 3), pool_kw),
+        ("avg_pool_jvp", (x, g(x.shape), 3), avg_kw),
+        ("avg_pool_double_backward", (g(p.shape), x, g(x.shape), 3), avg_kw),
+        ("adaptive_avg_pool_jvp", (x, g(x.shape), 3), {}),
+        ("adaptive_avg_pool_double_backward", (g(a.shape), x, g(x.shape), 3), {}),
+        ("adaptive_max_pool_jvp", (x, g(x.shape), 3), {}),
+        ("adaptive_max_pool_double_backward", (g(a.shape), x, g(x.shape), 3), {}),
     ]
 
 
@@ -159,5 +173,9 @@ def test_empty_batch(rank):
             dx, dw, db = results
             assert dx.shape == args[1].shape and dw.shape == args[2].shape, name
             assert not dw.any() and not db.any(), name
+        elif name in ("conv_double_backward", "conv_transpose_double_backward"):
+            ddy, dx, dw = results
+            assert ddy.shape[0] == 0 and dx.shape == args[1].shape, name
+            assert dw.shape == args[2].shape and not dw.any(), name
         else:
             assert all(r.shape[0] == 0 for r in results), name
