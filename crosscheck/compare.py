@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from crosscheck.reproduce import run_snippet
 from crosscheck.tolerance import Bound
 
 
@@ -62,21 +63,6 @@ class Discrepancy:
         )
 
 
-def reproduction(case_id: str, backend: str, output: str) -> str:
-    """A copy-paste snippet (and the CLI line) that recomputes this comparison."""
-    return (
-        f"# crosscheck run --case {case_id} --backends {backend}\n"
-        "from crosscheck.cases import Case, make_inputs\n"
-        "from crosscheck.runner import reference_outputs\n"
-        "from crosscheck.backends import get_backend\n"
-        f"case = Case.from_id({case_id!r})\n"
-        "inputs = make_inputs(case)\n"
-        "ref = reference_outputs(case, inputs)\n"
-        f"got = get_backend({backend!r}).run(case, inputs)\n"
-        f"print(abs(got[{output!r}] - ref[{output!r}]).max())\n"
-    )
-
-
 def compare(actual, expected: np.ndarray, bound: Bound, *, case_id: str = "?",
             backend: str = "?", output: str = "?") -> Discrepancy:
     """Compare ``actual`` with ``expected`` element by element under ``bound``.
@@ -95,7 +81,7 @@ def compare(actual, expected: np.ndarray, bound: Bound, *, case_id: str = "?",
     Discrepancy (never raises)
     """
     base = dict(case_id=case_id, backend=backend, output=output, bound=bound.description,
-                reproduce=reproduction(case_id, backend, output))
+                reproduce=run_snippet(case_id, backend, output))
     try:
         got = np.asarray(actual, dtype=np.float64)
         if got.shape != expected.shape:

@@ -30,6 +30,7 @@ from crosscheck import semantics
 from crosscheck.cases import OPS
 from crosscheck.ops import DIRECTION_TOKENS
 from crosscheck.ops import OPS as _TABLE
+from crosscheck.reproduce import result_snippet
 from crosscheck.statuses import ABORTED, FAILING, JUDGED, STATUSES
 
 #: GitHub rejects a step summary over 1 MiB; keep well under it.
@@ -280,18 +281,6 @@ def failure_details(result) -> list[str]:
     return lines
 
 
-def reproduction(result) -> str:
-    """The CLI line and a Python snippet that recompute this result."""
-    bad = [d for d in result.discrepancies if not d.passed]
-    if bad:
-        return bad[0].reproduce
-    # A crash has no discrepancy: the same snippet reruns the backend and shows the error.
-    from crosscheck.backends import output_names
-    from crosscheck.compare import reproduction as snippet
-
-    return snippet(result.case.id, result.backend, output_names(result.case)[0])
-
-
 # ---- console -------------------------------------------------------------------------------------
 def have_rich() -> bool:
     try:
@@ -374,7 +363,7 @@ def print_summary(results, stream=None, *, title: str = "crosscheck run",
         for line in failure_details(r):
             print(f"  {line}", file=stream)
         print("  reproduce:", file=stream)
-        for line in reproduction(r).rstrip().splitlines():
+        for line in result_snippet(r).rstrip().splitlines():
             print(f"    {line}", file=stream)
     if len(fails) > max_failures:
         print(f"\n... and {len(fails) - max_failures} more failures (see --json/--markdown).",
@@ -575,7 +564,7 @@ def _markdown_failure(r) -> str:
                                                      else f" ({r.status})") + "\n"]
     lines += [f"- {_md_escape(line)}" for line in failure_details(r)]
     lines.append("\n<details><summary>reproduce</summary>\n\n```python\n"
-                 + reproduction(r).rstrip() + "\n```\n</details>\n\n")
+                 + result_snippet(r).rstrip() + "\n```\n</details>\n\n")
     return "\n".join(lines)
 
 
@@ -709,7 +698,7 @@ def junit_xml(results, *, versions_: dict, meta: dict | None = None) -> str:
                     headline = r.reason.strip().splitlines()[0] if r.reason else str(r.status)
                     fail = ET.SubElement(case, "error", message=_xml_safe(headline)[:500],
                                          type=str(r.status))
-                text = "\n".join(details) + "\n\n" + reproduction(r)
+                text = "\n".join(details) + "\n\n" + result_snippet(r)
                 if r.reason and "\n" in r.reason.strip():
                     text += "\n" + r.reason
                 fail.text = _xml_safe(text)

@@ -28,7 +28,8 @@ import numpy as np
 from crosscheck import isolation, semantics, tolerance
 from crosscheck.backends import Backend, output_names
 from crosscheck.cases import Case, Inputs, make_inputs
-from crosscheck.compare import Discrepancy, compare, reproduction
+from crosscheck.compare import Discrepancy, compare
+from crosscheck.reproduce import run_snippet
 from crosscheck.statuses import STATUSES, Status
 
 __all__ = ["STATUSES", "Status", "CaseResult", "reference_outputs", "prepared", "run_backend",
@@ -176,7 +177,7 @@ def _compare_output(case, name, out, key, ref, bound) -> Discrepancy:
     else:
         return compare(out[key], ref, bound, case_id=case.id, backend=name, output=key)
     return Discrepancy(case_id=case.id, backend=name, output=key, passed=False, error=error,
-                       bound=bound.description, reproduce=reproduction(case.id, name, key))
+                       bound=bound.description, reproduce=run_snippet(case.id, name, key))
 
 
 def run_case(case: Case, backends: dict[str, Backend], mode: str = "bound") -> list[CaseResult]:

@@ -33,7 +33,6 @@ The package, one module per job (each imports only those above it):
   :class:`TargetError`), calling it (:func:`call_steps`), the worker loop and the wire format;
 - :mod:`~crosscheck.conform.sweep`: the conformance sweep (:class:`ConformCase`, the case
   lists, :func:`conformance_cases`, :func:`conform_case`);
-- :mod:`~crosscheck.conform.reproduce`: the reproduction snippet of a case;
 - :mod:`~crosscheck.conform.checks`: judging one case (:func:`run_check`, :class:`CaseOutcome`,
   the statuses);
 - :mod:`~crosscheck.conform.worker`: the runners: a worker process with the timeout
@@ -59,7 +58,6 @@ Everything public is re-exported here: ``from crosscheck.conform import check_ta
 """
 
 from crosscheck.conform.checks import FAILING, NOT_RUN, STATUSES, STOPPED, CaseOutcome, run_check
-from crosscheck.conform.reproduce import reproduction
 from crosscheck.conform.sweep import (
     CONV_GEOMETRIES,
     DISTRIBUTE_SHAPES,
@@ -88,6 +86,7 @@ from crosscheck.conform.verdicts import (
     write_json,
 )
 from crosscheck.conform.worker import InProcessTarget, TargetProcess
+from crosscheck.reproduce import conform_snippet as reproduction
 
 __all__ = ["FUNCTIONS", "ConformCase", "CaseOutcome", "ConformOutcome", "FunctionVerdict",
            "TargetError", "TargetProcess", "InProcessTarget", "check_target", "conform_case",

@@ -20,9 +20,9 @@ import numpy as np
 from crosscheck.cases import Case, make_inputs
 from crosscheck.compare import Discrepancy, compare
 from crosscheck.conform import hints
-from crosscheck.conform.reproduce import reproduction
 from crosscheck.conform.sweep import ConformCase
 from crosscheck.conform.target import call_steps
+from crosscheck.reproduce import conform_snippet
 from crosscheck.tolerance import UNIT_ROUNDOFF, Bound, bounds
 
 #: What became of one case. ``passed``, ``failed`` (a wrong shape or value, a modified input,
@@ -249,7 +249,7 @@ def run_check(target, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
     runner = _ForCase(target if hasattr(target, "call") else _Direct(target), cc.id)
     start = time.perf_counter()
     outcome = CaseOutcome(cc.function, cc.id, PASSED, params=cc.params(),
-                          reproduce=reproduction(spec, cc))
+                          reproduce=conform_snippet(spec, cc))
     problems: list[str] = []
     try:
         discs, mutated, convention = _CHECKS[cc.function](runner, cc, outcome, problems)
@@ -309,7 +309,7 @@ def run_check(target, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
         outcome.status, outcome.message = exc.status, exc.message
         outcome.failure = exc.status
     if outcome.cache == "reference":
-        outcome.reproduce = reproduction(spec, cc, reference_cache=True)
+        outcome.reproduce = conform_snippet(spec, cc, reference_cache=True)
         if outcome.status == FAILED:
             outcome.message += f" ({outcome.note})"
     if outcome.status != PASSED and not cc.probe:

@@ -1,0 +1,102 @@
+"""Every copy-paste reproducer crosscheck prints: the CLI line, then Python that redoes it.
+
+:func:`run_snippet` redoes one comparison of ``crosscheck run`` (a backend's output on a
+case against the reference, under the same bound); :func:`result_snippet` picks the one for
+a run result (its first failing output, or its first output for a result with no comparison,
+so that the snippet reruns the backend and shows its error); :func:`conform_snippet` redoes
+one case of ``crosscheck conform`` on the target. Each snippet is self-contained: pasted
+into a Python prompt or ``python -c``, it runs (the tests run every kind).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crosscheck.conform.sweep import ConformCase
+    from crosscheck.runner import CaseResult
+
+__all__ = ["run_snippet", "result_snippet", "conform_snippet"]
+
+
+def run_snippet(case_id: str, backend: str, output: str) -> str:
+    """The CLI line and a snippet that recompute one output's comparison with the reference."""
+    names = f"case_id={case_id!r}, backend={backend!r}, output={output!r}"
+    return (
+        f"# crosscheck run --case {case_id} --backends {backend}\n"
+        "from crosscheck.backends import get_backend\n"
+        "from crosscheck.cases import Case\n"
+        "from crosscheck.compare import compare\n"
+        "from crosscheck.runner import prepared\n"
+        f"case = Case.from_id({case_id!r})\n"
+        "inputs, ref, bounds = prepared(case)\n"
+        f"got = get_backend({backend!r}).run(case, inputs)\n"
+        f"print(compare(got[{output!r}], ref[{output!r}], bounds[{output!r}],\n"
+        f"              {names}).summary())\n"
+    )
+
+
+def result_snippet(result: CaseResult) -> str:
+    """The reproducer of a run result: its first failing output's, or (for a result with no
+    comparison: a crash, an exception) its first output's, which reruns the backend."""
+    bad = [d for d in result.discrepancies if not d.passed]
+    if bad:
+        return bad[0].reproduce
+    return run_snippet(result.case.id, result.backend, result.case.output_names()[0])
+
+
+def conform_snippet(spec: str, cc: ConformCase, reference_cache: bool = False) -> str:
+    """The CLI line and a self-contained snippet that redo one conformance case by hand.
+
+    ``reference_cache``: the backward gets the reference's cache (the notebook's tuple), as
+    conform judged it when the target's own forward raised or was wrong on the case.
+    """
+    head = (f"# crosscheck conform {spec} --case {cc.id}\n"
+            "import numpy as np\nimport refcnn\n"
+            "from crosscheck.conform import load_target\n"
+            f"impl = load_target({spec!r})\n")
+    if cc.case is None:
+        return head + (f"from crosscheck.conform import conform_case, run_check\n"
+                       f"print(run_check(impl.functions, conform_case({cc.id!r})))\n")
+    head += ("from crosscheck.cases import Case, make_inputs\n"
+             f"inputs = make_inputs(Case.from_id({cc.case.id!r}))\n")
+    hp = cc.hparameters()
+    if cc.case.is_conv:
+        body = ("A_prev, W, b = inputs.x, inputs.w, inputs.b.reshape(1, 1, 1, -1)\n"
+                f"hparameters = {hp!r}\n"
+                "Z, cache = impl.conv_forward(A_prev, W, b, hparameters)\n"
+                "Z_ref, cache_ref = refcnn.conv_forward(A_prev, W, b, hparameters)\n")
+        if cc.function == "conv_forward":
+            return head + body + f"print(np.shape(Z), Z_ref.shape, {_diff('Z', 'Z_ref')})\n"
+        if reference_cache:
+            body = body.replace("Z, cache = impl.conv_forward", "# the target's conv_forward "
+                                "fails here: its backward gets the reference's cache\n"
+                                "# Z, cache = impl.conv_forward")
+            body += "cache = (A_prev, W, b, hparameters)\n"
+        return head + body + (
+            "dZ = inputs.dy\n"
+            "got = impl.conv_backward(dZ, cache)\n"
+            "want = refcnn.conv_backward(dZ, cache_ref)\n"
+            "for name, g, r in zip(('dA_prev', 'dW', 'db'), got, want):\n"
+            f"    print(name, np.shape(g), r.shape, {_diff('g', 'r')})\n")
+    body = ("A_prev = inputs.x\n"
+            f"hparameters = {hp!r}\n"
+            f"A, cache = impl.pool_forward(A_prev, hparameters, mode={cc.mode!r})\n"
+            f"A_ref, cache_ref = refcnn.pool_forward(A_prev, hparameters, mode={cc.mode!r})\n")
+    if cc.function == "pool_forward":
+        return head + body + f"print(np.shape(A), A_ref.shape, {_diff('A', 'A_ref')})\n"
+    if reference_cache:
+        body = body.replace("A, cache = impl.pool_forward", "# the target's pool_forward fails "
+                            "here: its backward gets the reference's cache\n"
+                            "# A, cache = impl.pool_forward")
+        body += "cache = (A_prev, hparameters)\n"
+    return head + body + (
+        f"got = impl.pool_backward(inputs.dy, cache, mode={cc.mode!r})\n"
+        f"want = refcnn.pool_backward(inputs.dy, cache_ref, mode={cc.mode!r})\n"
+        f"print(np.shape(got), want.shape, {_diff('got', 'want')})\n")
+
+
+def _diff(got: str, want: str) -> str:
+    """The largest difference, or why there is none (a wrong shape must not end the snippet)."""
+    return (f"np.abs({got} - {want}).max() if np.shape({got}) == np.shape({want}) "
+            "else 'shapes differ'")
