@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import pytest
 
+from crosscheck.statuses import ConformStatus
+
 _KEY_OPTION = "crosscheck_impl"
 
 
@@ -103,15 +105,16 @@ class ConformItem(pytest.Item):
         if self.case.function not in session.provided:
             pytest.skip(f"{session.spec} does not provide {self.case.function}")
         outcome = session.check(self.case)
-        self.user_properties.append(("crosscheck_status", outcome.status))
-        if outcome.status == "skipped":  # an earlier case of the function timed out or crashed
+        # A plain str: xdist's serialiser refuses str subclasses such as the enum.
+        self.user_properties.append(("crosscheck_status", str(outcome.status)))
+        if outcome.status == ConformStatus.SKIPPED:  # an earlier case timed out or crashed
             pytest.skip(outcome.message)
         if outcome.max_error is not None:
             self.user_properties.append(("crosscheck_max_error", repr(outcome.max_error)))
-        if outcome.status == "reported":
+        if outcome.status == ConformStatus.REPORTED:
             self.user_properties.append(("crosscheck_convention", outcome.convention or ""))
             return
-        if outcome.status != "passed":
+        if outcome.status != ConformStatus.PASSED:
             raise ConformFailure(outcome)
 
     def repr_failure(self, excinfo, style=None):

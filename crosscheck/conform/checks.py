@@ -23,30 +23,20 @@ from crosscheck.conform import hints
 from crosscheck.conform.sweep import ConformCase
 from crosscheck.conform.target import call_steps
 from crosscheck.reproduce import conform_snippet
+from crosscheck.statuses import ConformStatus
 from crosscheck.tolerance import UNIT_ROUNDOFF, Bound, bounds
 
-#: What became of one case. ``passed``, ``failed`` (a wrong shape or value, a modified input,
-#: an exception), ``reported`` (a strict convention probe: never a failure); the target ended
-#: or lost its process, each its own way: ``timeout`` (no answer in time: stopped),
-#: ``crashed`` (killed by a signal: a segfault), ``exited`` (it ended the process with an
-#: exit code: ``os._exit``), ``protocol-error`` (its worker's answer was not in the wire
-#: format: the target wrote into crosscheck's pipe); it raised ``SystemExit``
-#: (``system-exit``) or ``KeyboardInterrupt`` (``keyboard-interrupt``); or the case did not
-#: run: ``skipped`` (an earlier case of the same function timed out or ended the process),
-#: ``import-failed`` (importing the target again for a new worker failed), ``interrupted``
-#: (crosscheck conform was stopped first).
-PASSED, FAILED, REPORTED = "passed", "failed", "reported"
-TIMEOUT, CRASHED, EXITED, PROTOCOL_ERROR = "timeout", "crashed", "exited", "protocol-error"
-SYSTEM_EXIT, KEYBOARD_INTERRUPT = "system-exit", "keyboard-interrupt"
-SKIPPED, IMPORT_FAILED, INTERRUPTED = "skipped", "import-failed", "interrupted"
-STATUSES = (PASSED, FAILED, REPORTED, TIMEOUT, CRASHED, EXITED, PROTOCOL_ERROR, SYSTEM_EXIT,
-            KEYBOARD_INTERRUPT, SKIPPED, IMPORT_FAILED, INTERRUPTED)
+#: What became of one case: :class:`crosscheck.statuses.ConformStatus` (its docstring says
+#: what each means), in report order.
+STATUSES = tuple(ConformStatus)
 #: The worker was stopped or lost on the case, and replaced for the next function.
-STOPPED = (TIMEOUT, CRASHED, EXITED, PROTOCOL_ERROR)
+STOPPED = (ConformStatus.TIMEOUT, ConformStatus.CRASHED, ConformStatus.EXITED,
+           ConformStatus.PROTOCOL_ERROR)
 #: Statuses that make the function non-conformant.
-FAILING = (FAILED, *STOPPED, SYSTEM_EXIT, KEYBOARD_INTERRUPT)
+FAILING = (ConformStatus.FAILED, *STOPPED, ConformStatus.SYSTEM_EXIT,
+           ConformStatus.KEYBOARD_INTERRUPT)
 #: The case was never judged, through no fault shown yet: the verdict is incomplete.
-NOT_RUN = (IMPORT_FAILED, INTERRUPTED)
+NOT_RUN = (ConformStatus.IMPORT_FAILED, ConformStatus.INTERRUPTED)
 
 
 @dataclass
@@ -55,7 +45,7 @@ class CaseOutcome:
 
     function: str
     case_id: str
-    status: str
+    status: ConformStatus
     message: str = ""
     params: dict = field(default_factory=dict)
     max_error: float | None = None
@@ -110,7 +100,7 @@ class Stopped(Exception):
     ``detail`` what the process left behind (the target's line in a crash dump).
     """
 
-    def __init__(self, status: str, message: str, detail: str = ""):
+    def __init__(self, status: ConformStatus, message: str, detail: str = ""):
         super().__init__(message)
         self.status, self.message, self.detail = status, message, detail
 
@@ -248,7 +238,7 @@ def run_check(target, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
     """
     runner = _ForCase(target if hasattr(target, "call") else _Direct(target), cc.id)
     start = time.perf_counter()
-    outcome = CaseOutcome(cc.function, cc.id, PASSED, params=cc.params(),
+    outcome = CaseOutcome(cc.function, cc.id, ConformStatus.PASSED, params=cc.params(),
                           reproduce=conform_snippet(spec, cc))
     problems: list[str] = []
     try:
@@ -261,10 +251,10 @@ def run_check(target, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
             outcome.worst_ratio = max(d.worst_ratio for d in finite)
         bad = [d for d in discs if not d.passed]
         if cc.probe:
-            outcome.status, outcome.convention = REPORTED, convention
+            outcome.status, outcome.convention = ConformStatus.REPORTED, convention
             outcome.message = convention or ""
         elif bad:
-            outcome.status, outcome.failure = FAILED, "values"
+            outcome.status, outcome.failure = ConformStatus.FAILED, "values"
             outcome.wrong = [d.output for d in bad]
             outcome.message = plain(bad[0], outcome.got.get(bad[0].output),
                                     outcome.want.get(bad[0].output))
@@ -274,14 +264,15 @@ def run_check(target, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
             if problems:
                 outcome.message += "; and " + "; ".join(problems)
         elif problems:
-            outcome.status, outcome.failure = FAILED, "scalar"
+            outcome.status, outcome.failure = ConformStatus.FAILED, "scalar"
             outcome.message = "; ".join(problems)
         elif mutated:
-            outcome.status, outcome.failure = FAILED, "mutated"
+            outcome.status, outcome.failure = ConformStatus.FAILED, "mutated"
             outcome.message = (f"modified its input{'s' if len(mutated) > 1 else ''} "
                                f"{', '.join(mutated)} in place (values were right)")
     except _Fail as exc:
-        outcome.status, outcome.message = (REPORTED if cc.probe else FAILED), str(exc)
+        outcome.status = ConformStatus.REPORTED if cc.probe else ConformStatus.FAILED
+        outcome.message = str(exc)
         outcome.failure = None if cc.probe else exc.kind
         if cc.probe:
             outcome.convention = f"could not tell: {exc}"
@@ -292,15 +283,15 @@ def run_check(target, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
         kind = info.get("kind")
         called = info.get("function")
         who = f" in {called}" if called and called != cc.function else ""
-        if kind == SYSTEM_EXIT:
-            outcome.status = outcome.failure = SYSTEM_EXIT
+        if kind == ConformStatus.SYSTEM_EXIT:
+            outcome.status = outcome.failure = ConformStatus.SYSTEM_EXIT
             outcome.message = (f"raised SystemExit({info.get('code')!r}){where}: the target "
                                "tried to end the process (sys.exit or exit() in a function?)")
-        elif kind == KEYBOARD_INTERRUPT:
-            outcome.status = outcome.failure = KEYBOARD_INTERRUPT
+        elif kind == ConformStatus.KEYBOARD_INTERRUPT:
+            outcome.status = outcome.failure = ConformStatus.KEYBOARD_INTERRUPT
             outcome.message = f"raised KeyboardInterrupt{where}: {info['message']}".rstrip(": ")
         else:
-            outcome.status = REPORTED if cc.probe else FAILED
+            outcome.status = ConformStatus.REPORTED if cc.probe else ConformStatus.FAILED
             outcome.failure = None if cc.probe else "raised"
             outcome.message = f"raised {info['type']}{who}: {info['message']}{where}"
             if cc.probe:
@@ -310,9 +301,9 @@ def run_check(target, cc: ConformCase, spec: str = "TARGET") -> CaseOutcome:
         outcome.failure = exc.status
     if outcome.cache == "reference":
         outcome.reproduce = conform_snippet(spec, cc, reference_cache=True)
-        if outcome.status == FAILED:
+        if outcome.status == ConformStatus.FAILED:
             outcome.message += f" ({outcome.note})"
-    if outcome.status != PASSED and not cc.probe:
+    if outcome.status != ConformStatus.PASSED and not cc.probe:
         outcome.hints = hints.case_hints(cc, outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome

@@ -32,9 +32,9 @@ import numpy as np
 
 from crosscheck.cases import make_inputs
 from crosscheck.conform import hints
-from crosscheck.conform.checks import (FAILING, PASSED, CaseOutcome, helper_inputs,
-                                       run_check)
+from crosscheck.conform.checks import FAILING, CaseOutcome, helper_inputs, run_check
 from crosscheck.conform.sweep import ConformCase, conform_case, from_case
+from crosscheck.statuses import ConformStatus, ConformVerdict
 
 # ---- predicates on a case: the differential's vocabulary ----------------------------------------
 
@@ -805,13 +805,13 @@ def diagnose_function(function: str, outcomes: list, *, verdicts: dict | None = 
     extra cases already run; ``verdicts``: every function's verdict (for the sentences that
     name another function); ``plan``: a notebook's plan (for the cells that do not run).
     """
-    judged = [o for o in outcomes if o.status == PASSED or o.status in FAILING]
+    judged = [o for o in outcomes if o.status == ConformStatus.PASSED or o.status in FAILING]
     failing = [o for o in judged if o.status in FAILING]
     if not failing:
         return _cache_note(function, outcomes)
     extra = extra or []
-    passing = [o for o in judged if o.status == PASSED]
-    extra_pass = [o for _, o in extra if o.status == PASSED]
+    passing = [o for o in judged if o.status == ConformStatus.PASSED]
+    extra_pass = [o for _, o in extra if o.status == ConformStatus.PASSED]
     preds = predicates(function, [conform_case(o.case_id) for o in judged])
     assigned = (plan or {}).get("assigned_elsewhere", {})
     sentences: list[str] = []
@@ -892,7 +892,7 @@ def _extra_phrase(extra: list, sig: tuple) -> str:
     changes = sorted({label.split(",")[0] for label in same})
     if not changes:
         return ""
-    if base and all(o.status == PASSED for _, o in base):
+    if base and all(o.status == ConformStatus.PASSED for _, o in base):
         return (f"; on extra cases that change one parameter of a small case that passes, "
                 f"only {_and(changes)} fail{'s' if len(changes) == 1 else ''} this way")
     return f"; so do the extra cases with {_and(changes)}"
@@ -900,7 +900,7 @@ def _extra_phrase(extra: list, sig: tuple) -> str:
 
 def _cross_function(function, failing, groups, verdicts, total) -> list[str]:
     out = []
-    bad = {name for name, v in verdicts.items() if v.verdict == "not conformant"}
+    bad = {name for name, v in verdicts.items() if v.verdict == ConformVerdict.NOT_CONFORMANT}
     if function == "conv_forward" and "conv_single_step" in verdicts:
         single = verdicts["conv_single_step"]
         scalar = any(o.failure == "scalar" or "Z" in o.shapes for o in single.failures)
@@ -933,7 +933,7 @@ def _cache_note(function, outcomes) -> list[str]:
     forward = _FORWARD_OF.get(function)
     if not forward:
         return []
-    judged = [o for o in outcomes if o.status == PASSED or o.status in FAILING]
+    judged = [o for o in outcomes if o.status == ConformStatus.PASSED or o.status in FAILING]
     out = []
     for cache in ("reference", "own"):
         mine = [o for o in judged if o.cache == cache]
@@ -964,11 +964,11 @@ def needs_extra(function: str, outcomes: list) -> bool:
     group that no single parameter separates from the passing cases."""
     if function not in ("conv_forward", "conv_backward", "pool_forward", "pool_backward"):
         return False
-    judged = [o for o in outcomes if o.status == PASSED or o.status in FAILING]
+    judged = [o for o in outcomes if o.status == ConformStatus.PASSED or o.status in FAILING]
     failing = [o for o in judged if o.status in FAILING]
     if not failing:
         return False
-    passing = [o for o in judged if o.status == PASSED]
+    passing = [o for o in judged if o.status == ConformStatus.PASSED]
     if not passing:
         return True
     groups: dict[tuple, list] = {}
@@ -1000,7 +1000,7 @@ def run_extra(runner, function: str, spec: str, outcomes: list, seed: int = 0) -
                                                                                    spec)
             outcome.extra = True
             out.append((label, outcome))
-            if outcome.status not in (PASSED, *FAILING):  # stopped: no more extra cases
+            if outcome.status not in (ConformStatus.PASSED, *FAILING):  # stopped: no more extras
                 return False
         return True
 
@@ -1009,7 +1009,7 @@ def run_extra(runner, function: str, spec: str, outcomes: list, seed: int = 0) -
     base_failed = all(o.status in FAILING for label, o in out
                       if label.startswith("the smallest case"))
     changes = CONV_CHANGES if function.startswith("conv") else POOL_CHANGES
-    passed = [label.split(",")[0] for label, o in out if o.status == PASSED
+    passed = [label.split(",")[0] for label, o in out if o.status == ConformStatus.PASSED
               and not label.startswith("the smallest case")]
     if base_failed and passed:
         first = passed[0]

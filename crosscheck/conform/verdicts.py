@@ -10,21 +10,21 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from crosscheck.conform.checks import (FAILING, IMPORT_FAILED, INTERRUPTED, NOT_RUN, REPORTED,
-                                       SKIPPED, STOPPED, CaseOutcome)
+from crosscheck.conform.checks import FAILING, NOT_RUN, STOPPED, CaseOutcome
 from crosscheck.conform.sweep import ConformCase, conform_case, conformance_cases
 from crosscheck.conform.target import FUNCTIONS, TargetError
 from crosscheck.conform.worker import InProcessTarget, TargetProcess
+from crosscheck.statuses import ConformStatus, ConformVerdict
 
-CONFORMANT, NOT_CONFORMANT, NOT_PROVIDED = "conformant", "not conformant", "not provided"
-#: No case failed, but some never ran (a failed re-import, an interrupted run): no verdict.
-INCOMPLETE = "incomplete"
+#: The verdicts (:class:`crosscheck.statuses.ConformVerdict`) under their public names.
+CONFORMANT, NOT_CONFORMANT = ConformVerdict.CONFORMANT, ConformVerdict.NOT_CONFORMANT
+NOT_PROVIDED, INCOMPLETE = ConformVerdict.NOT_PROVIDED, ConformVerdict.INCOMPLETE
 
 
 @dataclass
 class FunctionVerdict:
     function: str
-    verdict: str
+    verdict: ConformVerdict
     cases: int = 0
     passed: int = 0
     failed: int = 0
@@ -69,7 +69,7 @@ class ConformOutcome:
     notebook: list = field(default_factory=list)
 
     def __repr__(self) -> str:  # Jupyter shows check()'s return value: keep it one line
-        wrong = [n for n, v in self.verdicts.items() if v.verdict == NOT_CONFORMANT]
+        wrong = [n for n, v in self.verdicts.items() if v.verdict == ConformVerdict.NOT_CONFORMANT]
         return (f"<ConformOutcome {self.target}: "
                 + ("conformant" if self.conformant else
                    f"not conformant: {', '.join(wrong)}" if wrong else "incomplete") + ">")
@@ -77,7 +77,8 @@ class ConformOutcome:
     @property
     def conformant(self) -> bool:
         return self.stopped is None and all(
-            v.verdict in (CONFORMANT, NOT_PROVIDED) for v in self.verdicts.values())
+            v.verdict in (ConformVerdict.CONFORMANT, ConformVerdict.NOT_PROVIDED)
+            for v in self.verdicts.values())
 
     def to_dict(self) -> dict:
         from crosscheck.report import versions
@@ -94,18 +95,20 @@ def verdicts_from(outcomes, provided, functions) -> dict:
     verdicts = {}
     for name in functions:
         if name not in provided:
-            verdicts[name] = FunctionVerdict(name, NOT_PROVIDED)
+            verdicts[name] = FunctionVerdict(name, ConformVerdict.NOT_PROVIDED)
             continue
         mine = [o for o in outcomes if o.function == name]
-        judged = [o for o in mine if o.status != REPORTED]
+        judged = [o for o in mine if o.status != ConformStatus.REPORTED]
         fails = [o for o in mine if o.status in FAILING]
         not_run = [o for o in mine if o.status in NOT_RUN]
-        verdict = NOT_CONFORMANT if fails else INCOMPLETE if not_run else CONFORMANT
+        verdict = (ConformVerdict.NOT_CONFORMANT if fails else
+                   ConformVerdict.INCOMPLETE if not_run else ConformVerdict.CONFORMANT)
         verdicts[name] = FunctionVerdict(
-            name, verdict, cases=len(judged), passed=sum(o.status == "passed" for o in judged),
-            failed=len(fails), skipped=sum(o.status == SKIPPED for o in judged),
+            name, verdict, cases=len(judged),
+            passed=sum(o.status == ConformStatus.PASSED for o in judged),
+            failed=len(fails), skipped=sum(o.status == ConformStatus.SKIPPED for o in judged),
             not_run=len(not_run), first_failure=fails[0] if fails else None, failures=fails,
-            reported=[o for o in mine if o.status == REPORTED],
+            reported=[o for o in mine if o.status == ConformStatus.REPORTED],
             first_not_run=not_run[0] if not_run else None,
             reference_cache=sum(o.cache == "reference" for o in judged))
         if any(o.cache == "own" for o in judged):
@@ -122,7 +125,7 @@ def diagnose(verdicts: dict, outcomes: list, session=None, plan: dict | None = N
 
     for name, v in verdicts.items():
         mine = [o for o in outcomes if o.function == name]
-        if v.verdict != NOT_CONFORMANT:
+        if v.verdict != ConformVerdict.NOT_CONFORMANT:
             v.diagnosis = dx.diagnose_function(name, mine, verdicts=verdicts, plan=plan) \
                 if v.reference_cache or v.own_cache else []
             continue
@@ -149,8 +152,9 @@ class _SessionRunner:
         return self.session.outcome(cc)
 
 
-_ENDED = {"timeout": "timed out", "crashed": "crashed", "exited": "ended the process",
-          "protocol-error": "broke crosscheck's pipe"}
+_ENDED = {ConformStatus.TIMEOUT: "timed out", ConformStatus.CRASHED: "crashed",
+          ConformStatus.EXITED: "ended the process",
+          ConformStatus.PROTOCOL_ERROR: "broke crosscheck's pipe"}
 
 
 class ConformSession:
@@ -190,12 +194,12 @@ class ConformSession:
     def outcome(self, cc: ConformCase) -> CaseOutcome:
         ended = self._ended.get(cc.function)
         if ended is not None:
-            return CaseOutcome(cc.function, cc.id, SKIPPED,
+            return CaseOutcome(cc.function, cc.id, ConformStatus.SKIPPED,
                                f"skipped: an earlier case of this function ({ended.case_id}) "
                                f"{_ENDED[ended.status]}", cc.params())
         if cc.function in self._unimported:
-            return CaseOutcome(cc.function, cc.id, IMPORT_FAILED, self._unimported[cc.function],
-                               cc.params())
+            return CaseOutcome(cc.function, cc.id, ConformStatus.IMPORT_FAILED,
+                               self._unimported[cc.function], cc.params())
         try:
             outcome = self.runner.check(cc)
         except TargetError as exc:  # a new worker, after a timeout or crash, could not import
@@ -266,9 +270,9 @@ def check_target(spec: str, *, functions=None, case_ids=None, strict: bool = Fal
             for cc in mine:
                 outcomes.append(session.outcome(cc))
         except KeyboardInterrupt:
-            stopped = "interrupted"
+            stopped = ConformStatus.INTERRUPTED
             session.close(graceful=False)
-            outcomes += [CaseOutcome(cc.function, cc.id, INTERRUPTED,
+            outcomes += [CaseOutcome(cc.function, cc.id, ConformStatus.INTERRUPTED,
                                      "not run: crosscheck conform was interrupted", cc.params())
                          for cc in mine[len(outcomes):]]
         verdicts = verdicts_from(outcomes, provided, wanted)
@@ -277,7 +281,7 @@ def check_target(spec: str, *, functions=None, case_ids=None, strict: bool = Fal
                 diagnose(verdicts, outcomes, None if stopped or case_ids else session,
                          session.plan, seed)
             except KeyboardInterrupt:
-                stopped = "interrupted"
+                stopped = ConformStatus.INTERRUPTED
     return ConformOutcome(spec, provided, verdicts, outcomes, time.perf_counter() - start,
                           strict, seed, stopped, notebook)
 
@@ -299,16 +303,17 @@ def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = Fa
         detail = ""
         cache = (f"; {v.reference_cache} judged with the reference's cache"
                  if v.reference_cache else "")
-        if v.verdict == CONFORMANT:
+        if v.verdict == ConformVerdict.CONFORMANT:
             detail = f"  ({v.passed}/{v.cases} cases{cache})"
-        elif v.verdict == NOT_CONFORMANT:
+        elif v.verdict == ConformVerdict.NOT_CONFORMANT:
             ended = next((o for o in v.failures if o.status in STOPPED), None)
             detail = f"  ({v.failed}/{v.cases} cases failed" + (
                 f", {v.skipped} skipped after it {_ENDED[ended.status]}" if v.skipped and ended
                 else "") + f"{cache})"
-        elif v.verdict == INCOMPLETE:
+        elif v.verdict == ConformVerdict.INCOMPLETE:
             detail = f"  ({v.passed}/{v.cases} cases passed, {v.not_run} not run)"
-        shown = v.verdict if v.verdict in (CONFORMANT, NOT_PROVIDED) else v.verdict.upper()
+        shown = (v.verdict if v.verdict in (ConformVerdict.CONFORMANT, ConformVerdict.NOT_PROVIDED)
+                 else v.verdict.upper())
         print(f"  {name.ljust(width)}  {shown}{detail}", file=stream)
         for sentence in v.diagnosis:
             print(textwrap.fill(sentence, 100, initial_indent=" " * (width + 6) + "- ",
@@ -317,7 +322,7 @@ def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = Fa
         if v.first_not_run is not None:
             print(f"\n{name}: {v.not_run} cases {v.first_not_run.message}", file=stream)
         for o in (v.failures if all_failures else v.failures[:1]):
-            status = f" ({o.status})" if o.status != "failed" else ""
+            status = f" ({o.status})" if o.status != ConformStatus.FAILED else ""
             print(f"\n{name}: {'first failing' if not all_failures else 'failing'} case "
                   f"{o.case_id}{status}", file=stream)
             print(f"  parameters: {_params_text(o.params)}", file=stream)
@@ -341,7 +346,7 @@ def print_verdicts(outcome: ConformOutcome, stream=None, all_failures: bool = Fa
             print(f"  {o.function} [{o.case_id}]: {o.convention}", file=stream)
     if outcome.stopped:
         verdict = f"{outcome.stopped}: no verdict on what did not run"
-    elif any(v.verdict == NOT_CONFORMANT for v in outcome.verdicts.values()):
+    elif any(v.verdict == ConformVerdict.NOT_CONFORMANT for v in outcome.verdicts.values()):
         verdict = "NOT conformant"
     else:
         verdict = "conformant" if outcome.conformant else "INCOMPLETE: not every case ran"

@@ -23,11 +23,11 @@ import time
 import weakref
 
 from crosscheck.conform import target as target_side
-from crosscheck.conform.checks import (CRASHED, EXITED, PROTOCOL_ERROR, TIMEOUT, CaseOutcome,
-                                       Stopped, run_check)
+from crosscheck.conform.checks import CaseOutcome, Stopped, run_check
 from crosscheck.conform.sweep import ConformCase
 from crosscheck.conform.target import (FUNCTIONS, Target, TargetError, WireError, call_steps,
                                        encode, load_target, read_message, write_all)
+from crosscheck.statuses import ConformStatus
 
 _LIVE: "weakref.WeakSet[TargetProcess]" = weakref.WeakSet()
 
@@ -92,7 +92,7 @@ class TargetProcess:
         except Stopped as exc:
             self.close(graceful=False)
             how = (f"the import did not finish in {self.load_timeout:g} s"
-                   if exc.status == TIMEOUT else
+                   if exc.status == ConformStatus.TIMEOUT else
                    f"the worker {exc.message} while importing it{exc.detail}")
             raise TargetError(f"cannot import {self.spec}: {how}") from None
         except WireError as exc:
@@ -123,11 +123,12 @@ class TargetProcess:
             target_side.check_reply(header, list(arrays), reply, out)
         except WireError as exc:
             self.close(graceful=False)
-            raise Stopped(PROTOCOL_ERROR, f"the worker's answer to {functions} on {case} is not "
-                                          f"in crosscheck's format ({exc}): the target wrote "
-                                          "into crosscheck's pipe or broke its worker") from None
+            raise Stopped(ConformStatus.PROTOCOL_ERROR,
+                          f"the worker's answer to {functions} on {case} is not in crosscheck's "
+                          f"format ({exc}): the target wrote into crosscheck's pipe or broke "
+                          "its worker") from None
         except Stopped as exc:
-            if exc.status == TIMEOUT:
+            if exc.status == ConformStatus.TIMEOUT:
                 message = (f"timed out: no answer from {functions} on {case} after "
                            f"{self.timeout:g} s; the target was stopped (does it loop forever? "
                            "raise --timeout for a slow implementation)")
@@ -153,7 +154,7 @@ class TargetProcess:
         except TimeoutError:
             if not self._exited(grace=0):
                 self.close(graceful=False)
-                raise Stopped(TIMEOUT, "timed out") from None
+                raise Stopped(ConformStatus.TIMEOUT, "timed out") from None
             raise self._ended(mark) from None
         except (EOFError, BrokenPipeError):
             raise self._ended(mark) from None
@@ -169,7 +170,8 @@ class TargetProcess:
         """The worker closed its pipe: say how it ended (signal or exit code), and where."""
         if not self._exited(grace=2.0):
             self.close(graceful=False)
-            return Stopped(PROTOCOL_ERROR, "closed crosscheck's pipe but kept running")
+            return Stopped(ConformStatus.PROTOCOL_ERROR,
+                           "closed crosscheck's pipe but kept running")
         proc = self._proc
         self._stderr.seek(mark)
         err = self._stderr.read(1 << 16).decode("utf-8", "replace")
@@ -181,13 +183,15 @@ class TargetProcess:
                 name, text = sig.name, signal.strsignal(sig) or ""
             except ValueError:
                 name, text = f"signal {-code}", ""
-            status, how = CRASHED, f"was killed by {name}" + (f" ({text.lower()})" if text else "")
+            status = ConformStatus.CRASHED
+            how = f"was killed by {name}" + (f" ({text.lower()})" if text else "")
         else:
-            status, how = EXITED, f"exited with code {code} (os._exit, or exit() in C code)"
+            status = ConformStatus.EXITED
+            how = f"exited with code {code} (os._exit, or exit() in C code)"
         where = _crash_frame(err, self.origin)
         if where:
             detail = f", at {where}"
-        elif err.strip() and status == EXITED:
+        elif err.strip() and status == ConformStatus.EXITED:
             detail = f"; its last words on stderr: {err.strip().splitlines()[-1][:300]}"
         else:
             detail = ""
@@ -316,7 +320,8 @@ class InProcessTarget:
         if self.target is None:
             self.start()
         reply, out = call_steps(self.target.functions, header, arrays, self.target.origin)
-        if self._signalled and (reply["raised"] or {}).get("kind") == "keyboard-interrupt":
+        kind = (reply["raised"] or {}).get("kind")
+        if self._signalled and kind == ConformStatus.KEYBOARD_INTERRUPT:
             raise KeyboardInterrupt  # a real Ctrl-C, caught while the target ran
         return reply, out
 
