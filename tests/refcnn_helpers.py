@@ -1,9 +1,11 @@
 """Shared helpers of the refcnn tests: case tables, deterministic inputs, tolerances,
 and a naive NumPy conv/pool written independently of refcnn's geometry code.
 
-Everything here is NumPy only. Inputs are drawn from a generator seeded by the
-case id, so every pytest-xdist worker sees the same numbers and a failing id is
-its own reproducer.
+The case tables hold crosscheck's cases (:class:`crosscheck.cases.Case`, the suite's one
+case vocabulary: its ids, its geometry) with the spellings the tests pass to refcnn.
+Nothing here imports a framework: NumPy and crosscheck's case modules only. Inputs are
+drawn from a generator seeded by the case id, so every pytest-xdist worker sees the same
+numbers and a failing id is its own reproducer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from crosscheck import geometry
+from crosscheck.cases import Case
 
 DTYPES = (np.float16, np.float32, np.float64)
 DTYPE_IDS = ("f16", "f32", "f64")
@@ -22,20 +27,28 @@ def rng(*key) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
-def _fmt(v) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (tuple, list)):
-        return "x".join(_fmt(u) for u in v) if all(isinstance(u, int) for u in v) else \
-            "_".join(_fmt(u) for u in v)
-    return str(v)
+def _padding(pad):
+    """refcnn's pad spelling as crosscheck's: its words are lower case ('SAME' is 'same')."""
+    return pad.lower() if isinstance(pad, str) else pad
+
+
+def _geometry_id(case: Case) -> str:
+    """``case.id`` less the op, direction, dtype and seed (the tests choose those): its shape
+    and parameter tokens, in crosscheck's id grammar (``n2h5w5c3o4-k3x3-s1x1-...``)."""
+    return "-".join(case.id.split("-")[2:-2])
 
 
 # ----------------------------------------------------------------------------- conv cases
 
 @dataclass(frozen=True)
 class ConvCase:
-    """One conv layer: NHWC input (n, h, w, c_in), HWIO kernel (f[0], f[1], c_in/groups, c_out)."""
+    """One conv layer: NHWC input (n, h, w, c_in), HWIO kernel (f[0], f[1], c_in/groups, c_out).
+
+    The fields keep the spellings the tests hand refcnn (an int stride, ``'SAME'``, per-axis
+    pads); :attr:`case` is the same layer as crosscheck's :class:`~crosscheck.cases.Case`,
+    which gives the id, the per-side pads and the output size (crosscheck's geometry,
+    written independently of refcnn's).
+    """
 
     n: int
     h: int
@@ -49,9 +62,14 @@ class ConvCase:
     groups: int = 1
 
     @property
+    def case(self) -> Case:
+        return Case.of("conv", 2, n=self.n, spatial=(self.h, self.w), c_in=self.c_in,
+                       c_out=self.c_out, kernel=self.f, stride=self.stride,
+                       padding=_padding(self.pad), dilation=self.dilation, groups=self.groups)
+
+    @property
     def id(self) -> str:
-        return (f"n{self.n}_in{self.h}x{self.w}x{self.c_in}_f{_fmt(self.f)}_o{self.c_out}"
-                f"_s{_fmt(self.stride)}_p{_fmt(self.pad)}_d{_fmt(self.dilation)}_g{self.groups}")
+        return _geometry_id(self.case)
 
     @property
     def hparameters(self) -> dict:
@@ -73,41 +91,17 @@ class ConvCase:
 
     @property
     def pads(self):
-        """Explicit per-side pads, 'same' worked out by :func:`same_pads_ref`."""
-        return explicit_pads(self.pad, (self.h, self.w), self.f, _pair(self.stride),
-                             _pair(self.dilation))
+        """Explicit per-side pads ((top, bottom), (left, right)), 'same' worked out."""
+        return geometry.explicit_pads(self.case)
 
     @property
     def out_hw(self):
-        return tuple(
-            (size + p[0] + p[1] - d * (f - 1) - 1) // s + 1
-            for size, p, f, s, d in zip((self.h, self.w), self.pads, self.f,
-                                        _pair(self.stride), _pair(self.dilation))
-        )
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
-def same_pads_ref(size, f, s, d):
-    """semantics.md: out = ceil(size/s); total = max((out-1)*s + d*(f-1) + 1 - size, 0);
-    the odd pixel goes at the end."""
-    out = -(-size // s)
-    total = max((out - 1) * s + d * (f - 1) + 1 - size, 0)
-    return (total // 2, total - total // 2)
+        return self.case.out_spatial()
 
 
 def explicit_pads(pad, in_hw, f, stride, dilation):
-    if isinstance(pad, str):
-        if pad.lower() == "valid":
-            return ((0, 0), (0, 0))
-        return tuple(same_pads_ref(n, k, s, d) for n, k, s, d in zip(in_hw, f, stride, dilation))
-    if isinstance(pad, int):
-        return ((pad, pad), (pad, pad))
-    if all(isinstance(p, int) for p in pad):
-        return ((pad[0], pad[0]), (pad[1], pad[1]))
-    return tuple(tuple(p) for p in pad)
+    """Per-side pads of a conv with refcnn's arguments, from crosscheck's geometry."""
+    return ConvCase(1, *in_hw, 1, tuple(f), 1, stride, pad, dilation).pads
 
 
 CONV_CASES = [
@@ -138,6 +132,9 @@ CONV_CASES = [
 
 @dataclass(frozen=True)
 class PoolCase:
+    """One pooling layer on an NHWC input (n, h, w, c), for either mode (:data:`POOL_MODES`);
+    :meth:`case` is it as crosscheck's :class:`~crosscheck.cases.Case` of one mode."""
+
     n: int
     h: int
     w: int
@@ -150,17 +147,18 @@ class PoolCase:
     count_include_pad: bool = True
     divisor_override: int | None = None
 
+    def case(self, mode: str = "average") -> Case:
+        extra = ({} if mode == "max" else dict(count_include_pad=self.count_include_pad,
+                                                divisor_override=self.divisor_override))
+        return Case.of("max_pool" if mode == "max" else "avg_pool", 2, n=self.n,
+                       spatial=(self.h, self.w), c_in=self.c, kernel=self.f, stride=self.stride,
+                       padding=_padding(self.pad), dilation=self.dilation,
+                       ceil_mode=self.ceil_mode, **extra)
+
     @property
     def id(self) -> str:
-        s = (f"n{self.n}_in{self.h}x{self.w}x{self.c}_f{_fmt(self.f)}_s{_fmt(self.stride)}"
-             f"_p{_fmt(self.pad)}_d{_fmt(self.dilation)}")
-        if self.ceil_mode:
-            s += "_ceil"
-        if not self.count_include_pad:
-            s += "_excl"
-        if self.divisor_override is not None:
-            s += f"_div{self.divisor_override}"
-        return s
+        """The average-pool case's tokens: a superset of the max-pool case's."""
+        return _geometry_id(self.case("average"))
 
     @property
     def hparameters(self) -> dict:
@@ -238,6 +236,10 @@ def assert_close(actual, expected, dtype, magnitude=1.0, what="", ulps=2):
 
 
 # ----------------------------------------------------------------------------- naive references
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
 
 def naive_conv2d(x, w, b, stride, pads, dilation, groups):
     """Conv written straight from the definition, per output pixel, in float64, with
