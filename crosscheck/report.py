@@ -463,7 +463,7 @@ def json_report(results, *, versions_: dict, meta: dict | None = None) -> dict:
 
 
 def write_json(path, results, *, versions_: dict, meta: dict | None = None) -> None:
-    _atomic_write(path, json.dumps(json_report(results, versions_=versions_, meta=meta),
+    atomic_write(path, json.dumps(json_report(results, versions_=versions_, meta=meta),
                                    separators=(",", ":"), default=str))
 
 
@@ -642,7 +642,7 @@ def _md_escape(text: str) -> str:
 
 
 def write_markdown(path, results, *, versions_: dict, meta: dict | None = None) -> None:
-    _atomic_write(path, markdown_report(results, versions_=versions_, meta=meta))
+    atomic_write(path, markdown_report(results, versions_=versions_, meta=meta))
 
 
 def append_step_summary(results, *, versions_: dict, meta: dict | None = None) -> str | None:
@@ -721,7 +721,7 @@ def _xml_safe(text) -> str:
 
 
 def write_junit(path, results, *, versions_: dict, meta: dict | None = None) -> None:
-    _atomic_write(path, junit_xml(results, versions_=versions_, meta=meta))
+    atomic_write(path, junit_xml(results, versions_=versions_, meta=meta))
 
 
 # ---- plot ----------------------------------------------------------------------------------------
@@ -796,7 +796,7 @@ def write_plot(path, results, *, title: str = "crosscheck: worst error / bound p
 
 
 # ---- files ---------------------------------------------------------------------------------------
-def _atomic_write(path, text: str) -> None:
+def atomic_write(path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -805,3 +805,7 @@ def _atomic_write(path, text: str) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+#: The old private name, which crosscheck/cli.py still imports.
+_atomic_write = atomic_write

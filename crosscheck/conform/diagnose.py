@@ -33,7 +33,8 @@ import numpy as np
 from crosscheck.cases import make_inputs
 from crosscheck.conform import hints
 from crosscheck.conform.checks import FAILING, CaseOutcome, helper_inputs, run_check
-from crosscheck.conform.sweep import ConformCase, conform_case, from_case
+from crosscheck.conform.sweep import (ConformCase, conform_case, from_case, notebook_conv_case,
+                                      notebook_pool_case)
 from crosscheck.statuses import ConformStatus, ConformVerdict
 
 # ---- predicates on a case: the differential's vocabulary ----------------------------------------
@@ -704,15 +705,13 @@ def extra_cases(function: str, seed: int = 0, modes=("max", "average"),
     ``base_change``: (label, change) applied to the small case first (a second round, from a
     changed case that passed when the smallest one failed).
     """
-    from crosscheck.conform.sweep import _conv_case, _pool_case
-
     out = []
     if function in ("conv_forward", "conv_backward"):
-        base, changes, make = CONV_BASE, CONV_CHANGES, _conv_case
+        base, changes, make = CONV_BASE, CONV_CHANGES, notebook_conv_case
         direction = "forward" if function == "conv_forward" else "backward"
         variants = [(None, lambda g: make(direction, *g, seed=seed))]
     elif function in ("pool_forward", "pool_backward"):
-        base, changes, make = POOL_BASE, POOL_CHANGES, _pool_case
+        base, changes, make = POOL_BASE, POOL_CHANGES, notebook_pool_case
         direction = "forward" if function == "pool_forward" else "backward"
         variants = [(mode, lambda g, op=("max_pool2d" if mode == "max" else "avg_pool2d"):
                      make(op, direction, *g, seed=seed)) for mode in modes]

@@ -95,14 +95,18 @@ class ConformCase:
         return p
 
 
-def _conv_case(direction, m, h, w, c_prev, c, f, stride, pad, inputs="random",
-               seed=0) -> Case:
+def notebook_conv_case(direction, m, h, w, c_prev, c, f, stride, pad, inputs="random",
+                       seed=0) -> Case:
+    """The conv2d case of a notebook geometry (``A_prev`` (m, h, w, c_prev), ``f`` x ``f``
+    kernel to ``c`` channels, square stride and symmetric pad)."""
     return Case.of("conv", 2, direction, n=m, spatial=(h, w), c_in=c_prev, c_out=c,
                    kernel=(f, f), stride=(stride, stride), padding=((pad, pad), (pad, pad)),
                    inputs=inputs, seed=seed)
 
 
-def _pool_case(op, direction, m, h, w, c, f, stride, inputs="random", seed=0) -> Case:
+def notebook_pool_case(op, direction, m, h, w, c, f, stride, inputs="random", seed=0) -> Case:
+    """The ``op`` (max_pool2d or avg_pool2d) case of a notebook geometry (``A_prev``
+    (m, h, w, c), ``f`` x ``f`` window, square stride, no padding)."""
     return Case.of(op[:-2], 2, direction, n=m, spatial=(h, w), c_in=c, kernel=(f, f),
                    stride=(stride, stride), inputs=inputs, seed=seed)
 
@@ -192,16 +196,17 @@ def conformance_cases(functions=None, strict: bool = False, seed: int = 0) -> li
                 for i, (f, c) in enumerate(SINGLE_STEP_SHAPES)]
     for function, direction in (("conv_forward", "forward"), ("conv_backward", "backward")):
         if function in wanted:
-            out += [from_case(_conv_case(direction, *g, seed=seed)) for g in CONV_GEOMETRIES]
+            out += [from_case(notebook_conv_case(direction, *g, seed=seed))
+                    for g in CONV_GEOMETRIES]
     for function, direction in (("pool_forward", "forward"), ("pool_backward", "backward")):
         if function in wanted:
-            out += [from_case(_pool_case(op, direction, *g, seed=seed))
+            out += [from_case(notebook_pool_case(op, direction, *g, seed=seed))
                     for op in ("max_pool2d", "avg_pool2d") for g in POOL_GEOMETRIES]
             if strict:
                 probe = (2, 6, 6, 2, 3, 1)   # overlapping windows: ties are shared
                 kinds = ("ties", "nan") if direction == "backward" else ("nan",)
-                out += [from_case(_pool_case("max_pool2d", direction, *probe, inputs=k,
-                                             seed=seed)) for k in kinds]
+                out += [from_case(notebook_pool_case("max_pool2d", direction, *probe, inputs=k,
+                                                     seed=seed)) for k in kinds]
     if "create_mask_from_window" in wanted:
         out += [_helper_case("create_mask_from_window", s, seed + i)
                 for i, s in enumerate(MASK_SHAPES)]

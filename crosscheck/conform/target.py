@@ -119,7 +119,7 @@ def _import_path(path: str):
 # ---- a notebook: its cells' imports and definitions -----------------------------------------------
 #: Code from a plan cell is compiled under this file name, so its frames name the cell.
 CELL_FILE = "<crosscheck-cell {label}>"
-_CELL_RE = re.compile(r"<crosscheck-cell (?P<label>.+)>")
+CELL_RE = re.compile(r"<crosscheck-cell (?P<label>.+)>")
 
 
 def run_plan(spec: str, plan: dict) -> Target:
@@ -270,7 +270,7 @@ def _text(exc: BaseException) -> str:
 _THIS_FILE = os.path.abspath(__file__) if "__file__" in globals() else ""
 
 
-def _installed_dirs() -> tuple:
+def installed_dirs() -> tuple:
     """Where the interpreter and installed packages live: never the target's own frames."""
     import sysconfig
 
@@ -284,7 +284,7 @@ def _installed_dirs() -> tuple:
 def own_frame(filename: str, home: str | None, installed: tuple) -> bool:
     """Whether a frame's file is the target's: a notebook cell, or a file beside the target
     that is not inside the interpreter's prefix or a site-packages folder."""
-    if _CELL_RE.fullmatch(filename):
+    if CELL_RE.fullmatch(filename):
         return True
     path = os.path.abspath(filename)
     if not home or not path.startswith(home) or path.startswith(installed):
@@ -294,7 +294,7 @@ def own_frame(filename: str, home: str | None, installed: tuple) -> bool:
 
 def where(filename: str, lineno, name: str | None, origin: str | None) -> str:
     """``file.py:12``, or ``work.ipynb, cell 5, line 12 (in conv_forward)`` for a cell."""
-    m = _CELL_RE.fullmatch(filename)
+    m = CELL_RE.fullmatch(filename)
     if m is None:
         return f"{os.path.basename(filename)}:{lineno}"
     book = os.path.basename(origin) + ", " if origin else ""
@@ -308,7 +308,7 @@ def _raised(exc: BaseException, step: int, origin: str | None) -> dict:
     frames = [fr for fr in traceback.extract_tb(exc.__traceback__)
               if os.path.abspath(fr.filename) != _THIS_FILE]
     home = os.path.dirname(os.path.abspath(origin)) + os.sep if origin else None
-    installed = _installed_dirs()
+    installed = installed_dirs()
     own = [fr for fr in frames if own_frame(fr.filename, home, installed)]
     frame = (own or frames or [None])[-1]
     kind = ("system-exit" if isinstance(exc, SystemExit) else

@@ -364,6 +364,6 @@ def _ratio(value) -> str:
 
 
 def write_json(path, outcome: ConformOutcome) -> None:
-    from crosscheck.report import _atomic_write
+    from crosscheck.report import atomic_write
 
-    _atomic_write(path, json.dumps(outcome.to_dict(), indent=1, default=str))
+    atomic_write(path, json.dumps(outcome.to_dict(), indent=1, default=str))

@@ -280,12 +280,12 @@ def _crash_frame(stderr_text: str, origin: str | None) -> str | None:
     ours = os.path.abspath(target_side.__file__)
     home = os.path.dirname(os.path.abspath(origin)) + os.sep if origin else None
     frames = [m for m in _FRAME_RE.finditer(stderr_text) if os.path.abspath(m["file"]) != ours]
-    installed = target_side._installed_dirs()
+    installed = target_side.installed_dirs()
     own = [m for m in frames if target_side.own_frame(m["file"], home, installed)]
     m = (own or frames or [None])[0]
     if m is None:
         return None
-    if target_side._CELL_RE.fullmatch(m["file"]):
+    if target_side.CELL_RE.fullmatch(m["file"]):
         return target_side.where(m["file"], m["line"], m["name"], origin)
     return f"{os.path.basename(m['file'])}:{m['line']} in {m['name']}"
 
