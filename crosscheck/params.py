@@ -27,7 +27,6 @@ import re
 from dataclasses import dataclass
 
 PAD_WORDS = ("same", "same_lower", "valid")
-KINDS = ("axes", "padding", "int", "flag", "optint")
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,8 @@ class Param:
     Attributes
     ----------
     name : the keyword (the name refcnn.functional uses, and ``Case.params``' key)
-    kind : one of :data:`KINDS`
+    kind : ``axes``, ``padding``, ``int``, ``flag`` or ``optint`` (the module docstring
+        says how each looks in an id)
     default : the value a case takes when none is given (None: required, or for
         ``axes`` a default taken from another parameter by the op)
     token : the id prefix (``axes``, ``padding``, ``int``, ``optint``) or word (``flag``)

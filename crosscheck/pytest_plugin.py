@@ -184,7 +184,7 @@ def _session_target(config) -> _Session:
     return session
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
+def pytest_terminal_summary(terminalreporter, config):
     """The diagnosis of each function that failed here (one process: under xdist each worker
     sees only some cases, so this section is left to ``crosscheck conform``)."""
     session = config.stash.get(_SESSION_KEY, None)

@@ -58,18 +58,22 @@ def package_version(name: str) -> str | None:
 
 
 def versions(backends: dict | None = None) -> dict:
-    """numpy, refcnn, torch, jax, python, platform, and each backend's own version string."""
+    """python, platform, numpy, refcnn, every registered backend's framework (None where it is
+    not installed) and jaxlib, and each backend's own version string and settings."""
     import refcnn
+
+    from crosscheck.backends import REGISTRY
 
     found = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "numpy": np.__version__,
         "refcnn": refcnn.__version__,
-        "torch": package_version("torch"),
-        "jax": package_version("jax"),
-        "jaxlib": package_version("jaxlib"),
     }
+    for framework in dict.fromkeys(r.framework for r in REGISTRY.values()):
+        found.setdefault(framework, package_version(framework))
+    # jax's compiled half (XLA), versioned apart from jax.
+    found["jaxlib"] = package_version("jaxlib")
     found["backends"], found["settings"] = {}, {}
     for name, backend in (backends or {}).items():
         try:

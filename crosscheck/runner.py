@@ -35,9 +35,6 @@ from crosscheck.statuses import STATUSES, Status
 __all__ = ["STATUSES", "Status", "CaseResult", "reference_outputs", "prepared", "run_backend",
            "run_case", "run_cases"]
 
-REFERENCE = "refcnn spec float64"
-
-
 @dataclass
 class CaseResult:
     """One backend on one case."""
