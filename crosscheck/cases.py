@@ -26,8 +26,13 @@ from crosscheck import ops as op_table
 from crosscheck.ops import DIRECTION_TOKENS, DIRECTIONS, HIGHER_ORDER  # noqa: F401
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
-#: Input kinds: continuous random values (the sweeps), or probes of a known difference.
-INPUT_KINDS = ("random", "ties", "nan", "neginf", "offset")
+#: Input kinds: continuous random values (the sweeps), probes of a known difference, or
+#: the exact tier's integers (:mod:`crosscheck.exact`). New kinds go at the end: a kind's
+#: position seeds its draws.
+INPUT_KINDS = ("random", "ties", "nan", "neginf", "offset", "exact")
+#: The tier each input kind belongs to (reports show them apart).
+TIERS = {"random": "random", "ties": "probe", "nan": "probe", "neginf": "probe",
+         "offset": "probe", "exact": "exact"}
 #: Spatial axis letters of the shape token, per rank (2-D is 0.1.0's ``h7w5``).
 _AXIS_LETTERS = {1: "l", 2: "hw", 3: "dhw"}
 
@@ -197,6 +202,11 @@ class Case:
             raise ValueError(f"not a case id: {case_id!r} ({exc})") from None
 
     @property
+    def tier(self) -> str:
+        """``random``, ``probe`` (a known difference's inputs) or ``exact`` (bit for bit)."""
+        return TIERS[self.inputs]
+
+    @property
     def compile_key(self) -> str:
         """Cases with equal keys share shapes, options and dtype, and so one compiled function
         in JAX (forward and backward together): runners keep them on one worker."""
@@ -333,13 +343,18 @@ def make_inputs(case: Case) -> Inputs:
     {0, 1, 2} (exact ties in every window), ``nan`` sprinkles NaN, ``neginf``
     fills the first half of the last spatial axis with -inf, ``offset`` adds 1e8
     so that float32 rounding makes distinct values tie (float32 spacing there is 8).
-    The arrays are read-only: a backend that writes to them raises instead of
-    corrupting what the next backend sees.
+    ``exact`` draws the exact tier's integers (:func:`crosscheck.exact.exact_inputs`),
+    on which every result is exact. The arrays are read-only: a backend that writes to
+    them raises instead of corrupting what the next backend sees.
     """
     geometry_key = case.with_(seed=0, dtype="float64", direction="forward",
                               inputs="random").id
     rng = np.random.default_rng([case.seed, zlib.crc32(geometry_key.encode()),
                                  INPUT_KINDS.index(case.inputs)])
+    if case.inputs == "exact":
+        from crosscheck.exact import exact_inputs
+
+        return exact_inputs(case, rng)
     x = _probe_values(rng, (case.n, *case.spatial, case.c_in), case.inputs)
     w = b = None
     w_shape = case.entry.weight_shape(case)

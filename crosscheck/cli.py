@@ -185,6 +185,37 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    corpus = sub.add_parser(
+        "corpus", help="export cases as a portable corpus (.npy + JSON), or judge backends on one",
+        description=textwrap.fill(
+            "export: write each case's inputs, refcnn's reference outputs and the per-element "
+            "bounds as .npy files with one JSON manifest (schema version, case parameters, "
+            "file names, dtypes, shapes, the bound formula, each file's sha256), for runners "
+            "in any language (docs/corpus.md). check: judge backends on a corpus, after "
+            "refusing one whose files do not match their hashes (the file is named). Exit "
+            "codes: 0 every result passed or is a declared divergence, 1 a result failed, 2 "
+            "usage error or a corpus refused, 3 internal error.", 79))
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION")
+    corpus_sub.required = True
+    export = corpus_sub.add_parser("export", help="write a corpus to DIR")
+    export.add_argument("directory", metavar="DIR")
+    export.add_argument("--cases", choices=SIZES, default="smoke",
+                        help="which sweep (default: %(default)s)")
+    export.add_argument("--case", action="append", metavar="ID", default=[],
+                        help="export exactly this case id (repeatable); overrides --cases")
+    export.add_argument("--dtypes", metavar="LIST", help="comma-separated dtypes to keep")
+    export.add_argument("--ops", metavar="LIST", help="comma-separated ops or families to keep")
+    export.set_defaults(handler=cmd_corpus)
+    check = corpus_sub.add_parser("check", help="judge backends on the corpus in DIR")
+    check.add_argument("directory", metavar="DIR")
+    check.add_argument("--backends", metavar="NAMES",
+                       help="comma-separated backends, as for run (default: every installed "
+                            "built-in)")
+    check.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    check.add_argument("--max-failures", type=int, default=20, metavar="N",
+                       help="failures printed in full (default: %(default)s)")
+    check.set_defaults(handler=cmd_corpus)
+
     try:
         return args.handler(args)
     except UsageError as exc:
@@ -613,3 +644,46 @@ def cmd_conform(args) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+# ---- crosscheck corpus ---------------------------------------------------------------------------
+def cmd_corpus(args) -> int:
+    from crosscheck import corpus
+
+    if args.corpus_command == "export":
+        cases = select_cases(args)
+        if not cases:
+            raise UsageError("no case matches the chosen --cases/--case/--dtypes/--ops")
+        manifest = corpus.export(args.directory, cases)
+        print(f"crosscheck corpus export: {len(manifest['cases'])} cases "
+              f"({len(manifest['skipped'])} without inputs, listed as skipped) -> "
+              f"{os.path.join(args.directory, corpus.MANIFEST)}", file=sys.stderr)
+        return EXIT_OK
+    try:
+        corpus.verify(args.directory, corpus.read_manifest(args.directory))
+    except corpus.CorpusError as exc:
+        raise UsageError(f"corpus refused: {exc}") from exc
+    from crosscheck import isolation
+    from crosscheck.statuses import FAILING
+
+    backends = select_backends(args.backends)
+    try:
+        results = corpus.check(args.directory, backends)
+    finally:
+        isolation.close_all()
+    counts: dict = {}
+    for r in results:
+        counts.setdefault(r.backend, {}).setdefault(str(r.status), 0)
+        counts[r.backend][str(r.status)] += 1
+    for name, by_status in counts.items():
+        print(f"{name}: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())))
+    failing = [r for r in results if str(r.status) in FAILING]
+    for r in failing[:args.max_failures]:
+        print(r.summary())
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"corpus": os.path.abspath(args.directory),
+                       "results": [r.to_dict() for r in results]}, f, indent=1, default=str)
+    return EXIT_DISCREPANCY if failing else EXIT_OK
+

@@ -21,6 +21,10 @@ class Discrepancy:
 
     Indices are into the canonical layout (NHWC for data, HWIO for weights).
     ``worst_ratio`` is the largest ``|actual - ref| / allowed``: at most 1 passes.
+    With ``compare(..., statistics=True)``, ``stat_elements`` elements were judged as a
+    whole (:mod:`crosscheck.statistics`): ``bias`` (mean signed error/bound) and ``rms``
+    against ``bias_limit`` and ``rms_limit``; ``statistics`` says what failed (None:
+    nothing, or too few elements to judge).
     """
 
     case_id: str
@@ -43,6 +47,12 @@ class Discrepancy:
     bound: str = ""
     error: str | None = None
     reproduce: str = ""
+    stat_elements: int = 0
+    bias: float | None = None
+    rms: float | None = None
+    bias_limit: float | None = None
+    rms_limit: float | None = None
+    statistics: str | None = None
 
     def to_dict(self) -> dict:
         return _jsonable(asdict(self))
@@ -54,6 +64,9 @@ class Discrepancy:
             return f"{head}: {self.error}"
         if self.passed:
             return f"{head}: ok (worst error/bound {self.worst_ratio:.3g})"
+        if self.statistics and not self.mismatches:
+            return (f"{head}: every element within its bound (worst error/bound "
+                    f"{self.worst_ratio:.3g}), but {self.statistics}; bound: {self.bound}")
         return (
             f"{head}: {self.mismatches}/{self.elements} elements outside the bound "
             f"({self.nonfinite_mismatches} non-finite); worst error/bound {self.worst_ratio:.3g} "
@@ -64,7 +77,7 @@ class Discrepancy:
 
 
 def compare(actual, expected: np.ndarray, bound: Bound, *, case_id: str = "?",
-            backend: str = "?", output: str = "?") -> Discrepancy:
+            backend: str = "?", output: str = "?", statistics: bool = False) -> Discrepancy:
     """Compare ``actual`` with ``expected`` element by element under ``bound``.
 
     NaN matches NaN and an infinity matches the same infinity; any other
@@ -75,6 +88,8 @@ def compare(actual, expected: np.ndarray, bound: Bound, *, case_id: str = "?",
     actual : array-like, expected's shape
     expected : ndarray (float64 reference)
     bound : Bound, allowed absolute error per element (expected's shape)
+    statistics : also judge the output as a whole (bias and RMS of error/bound,
+        :mod:`crosscheck.statistics`); a failure there fails the comparison
 
     Returns
     -------
@@ -89,12 +104,13 @@ def compare(actual, expected: np.ndarray, bound: Bound, *, case_id: str = "?",
                                error=f"shape {tuple(got.shape)} but the reference has shape "
                                      f"{tuple(expected.shape)}", **base)
         return _compare_values(got, np.asarray(expected, dtype=np.float64),
-                               np.broadcast_to(bound.allowed, expected.shape), base)
+                               np.broadcast_to(bound.allowed, expected.shape), base,
+                               statistics)
     except Exception as exc:  # noqa: BLE001 - compare must report, never raise
         return Discrepancy(passed=False, error=f"could not compare: {exc!r}", **base)
 
 
-def _compare_values(got, ref, allowed, base) -> Discrepancy:
+def _compare_values(got, ref, allowed, base, statistics=False) -> Discrepancy:
     both_nan = np.isnan(got) & np.isnan(ref)
     same_inf = np.isinf(got) & np.isinf(ref) & (got == ref)
     matched_nonfinite = both_nan | same_inf
@@ -119,7 +135,16 @@ def _compare_values(got, ref, allowed, base) -> Discrepancy:
             actual_at_worst=float(got[i_ratio]), expected_at_worst=float(ref[i_ratio]),
             allowed_at_worst=float(allowed[i_ratio]),
         )
-    return Discrepancy(passed=not bad.any(), **fields, **base)
+    passed = not bad.any()
+    if statistics:
+        from crosscheck.statistics import figures
+
+        stats = figures(got, ref, allowed)
+        fields.update(stat_elements=stats.elements, bias=stats.bias, rms=stats.rms,
+                      bias_limit=stats.bias_limit, rms_limit=stats.rms_limit,
+                      statistics=stats.problem)
+        passed = passed and stats.problem is None
+    return Discrepancy(passed=passed, **fields, **base)
 
 
 def assert_close(actual, expected, bound: Bound, **names) -> Discrepancy:

@@ -2,9 +2,12 @@
 
 The reference is refcnn in float64 on the case's inputs (already rounded to
 the case's dtype), so every dtype is judged against exact-ish arithmetic on
-the very same numbers. Each backend is called through :mod:`crosscheck.isolation`:
-on its own read-only copies of the inputs (out-of-tree backends in a worker
-process with a timeout); the verdict is always reached here. Statuses
+the very same numbers. Each output is judged element by element under its bound
+(charged to the accumulator the backend declares, :mod:`crosscheck.accumulation`) and
+as a whole (bias and RMS of error/bound, :mod:`crosscheck.statistics`). Each backend
+is called through :mod:`crosscheck.isolation`: on its own read-only copies of the
+inputs (out-of-tree backends in a worker process with a timeout); the verdict is always
+reached here. Statuses
 (:class:`crosscheck.statuses.Status`):
 
 * ``passed``: every output within its bound;
@@ -13,6 +16,8 @@ process with a timeout); the verdict is always reached here. Statuses
   did not show (the backend no longer follows what it declares);
 * ``divergent``: disagrees with refcnn on a case probing a known difference
   where the backend declares another convention (:mod:`crosscheck.semantics`);
+* ``mistrusted``: would have passed, but the reference is degenerate
+  (:mod:`crosscheck.trust`): never a pass;
 * ``unsupported``: the backend cannot express the case (with its reason);
 * ``crashed``, ``exited``, ``timeout``, ``system-exit``, ``keyboard-interrupt``,
   ``protocol-error``: the backend gave no answer (the reason says how).
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crosscheck import isolation, semantics, tolerance
+from crosscheck import accumulation, isolation, semantics, tolerance, trust
 from crosscheck.backends import Backend, output_names
 from crosscheck.cases import Case, Inputs, make_inputs
 from crosscheck.compare import Discrepancy, compare
@@ -74,7 +79,8 @@ class CaseResult:
         its reproducers (its case id reruns it: ``crosscheck run --case ID``)."""
         d = {
             "case": self.case.id, "op": self.case.op, "direction": self.case.direction,
-            "dtype": self.case.dtype, "backend": self.backend, "status": self.status,
+            "dtype": self.case.dtype, "tier": self.case.tier, "backend": self.backend,
+            "status": self.status,
             "reason": self.reason, "odd_one_out": self.odd_one_out,
             "agrees_with": list(self.agrees_with),
             "worst_ratio": _finite_or_text(self.worst_ratio), "seconds": self.seconds,
@@ -112,19 +118,46 @@ def run_backend(case: Case, name: str, backend: Backend, mode: str = "bound") ->
     if getattr(backend, "isolated", False):
         try:
             inputs = prepared(case, mode)[0]
+@functools.lru_cache(maxsize=512)
+def _bounds(case: Case, mode: str, accumulator_key) -> dict:
+    """The bounds of ``case`` for a backend declaring ``accumulator_key``
+    (:func:`accumulation.key`), from the cached plain ones."""
+    inputs, ref, plain = prepared(case, mode)
+    if accumulator_key is None or mode != "bound":
+        return plain
+    return tolerance.with_accumulator(case, inputs, ref, plain,
+                                      accumulation.from_key(accumulator_key))
+
+
+@functools.lru_cache(maxsize=256)
+def _degenerate(case: Case, mode: str) -> str | None:
+    inputs, ref, _ = prepared(case, mode)
+    return trust.degenerate(case, ref, inputs)
+
+
         except Exception as exc:  # noqa: BLE001 - crosscheck's problem, named as such
             return CaseResult(case, name, Status.FAILED, reason="crosscheck could not make the "
+    try:
+        accumulator = accumulation.declared(backend, name, case)
+    except Exception:  # noqa: BLE001 - a declaration that fails declares nothing
+        accumulator = None
                               f"inputs: {type(exc).__name__}: {exc}")
         answer = backend.call(case, inputs)
     else:
         answer = isolation.call_in_process(backend, case, lambda: prepared(case, mode)[0])
-    return judge(case, name, answer, mode)
+    return judge(case, name, answer, mode, accumulator)
 
 
-def judge(case: Case, name: str, answer: isolation.Answer, mode: str = "bound") -> CaseResult:
-    """The verdict on what one backend did with one case (:class:`isolation.Answer`)."""
+
+    ``accumulator`` is what the backend declares it sums in (:mod:`crosscheck.accumulation`);
+    ``expected``, when given, is ``(reference, bounds, mistrusted reason or None)`` to judge
+    by instead of recomputing them (a corpus's frozen arrays, :mod:`crosscheck.corpus`).
+    """
     if answer.unsupported is not None:
         return CaseResult(case, name, Status.UNSUPPORTED, reason=answer.unsupported,
+def judge(case: Case, name: str, answer: isolation.Answer, mode: str = "bound",
+          accumulator=None, expected=None) -> CaseResult:
+    """The verdict on what one backend did with one case (:class:`isolation.Answer`).
                           seconds=answer.seconds)
     problems = []
     if answer.modified:
@@ -140,7 +173,10 @@ def judge(case: Case, name: str, answer: isolation.Answer, mode: str = "bound") 
     if answer.error is not None:
         reason = answer.error if not problems else "; ".join(problems) + "\n" + answer.error
         return CaseResult(case, name, Status.FAILED, reason=reason, **extra)
-    _, ref, bnds = prepared(case, mode)
+    if expected is None:
+        ref, bnds = prepared(case, mode)[1], _bounds(case, mode, accumulation.key(accumulator))
+    else:
+        ref, bnds = expected[0], expected[1]
     out = answer.outputs
     discs = [_compare_output(case, name, out, k, ref[k], bnds[k]) for k in output_names(case)]
     status = Status.PASSED if all(d.passed for d in discs) else Status.FAILED
@@ -162,6 +198,10 @@ def judge(case: Case, name: str, answer: isolation.Answer, mode: str = "bound") 
         reason = "; ".join(problems) + ("\n" + reason if reason else "")
     return CaseResult(case, name, status, discs, reason, outputs=out, **extra)
 
+    if status == Status.PASSED:
+        why = _degenerate(case, mode) if expected is None else expected[2]
+        if why:
+            status, reason = Status.MISTRUSTED, f"degenerate reference: {why}"
 
 def _compare_output(case, name, out, key, ref, bound) -> Discrepancy:
     """compare() on one output, or a failed Discrepancy saying why there is nothing to compare."""
@@ -172,7 +212,8 @@ def _compare_output(case, name, out, key, ref, bound) -> Discrepancy:
     elif isinstance(out[key], isolation.NotAnArray):
         error = f"returned {isolation.describe(out[key])} as {key!r}, not an array"
     else:
-        return compare(out[key], ref, bound, case_id=case.id, backend=name, output=key)
+        return compare(out[key], ref, bound, case_id=case.id, backend=name, output=key,
+                       statistics=True)
     return Discrepancy(case_id=case.id, backend=name, output=key, passed=False, error=error,
                        bound=bound.description, reproduce=run_snippet(case.id, name, key))
 

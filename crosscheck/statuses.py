@@ -19,7 +19,9 @@ class Status(str, Enum):
     input or an output that is a view of an input, or a declared divergence that
     did not show (the declaration is out of date). ``divergent``: disagrees with the
     reference where the backend declares another convention, or where a registered
-    bug of its framework applies.
+    bug of its framework applies. ``mistrusted``: every output was within its bound, but
+    the reference is degenerate (mostly zeros, or all equal: :mod:`crosscheck.trust`), so
+    the agreement cannot tell a right kernel from a wrong one; it never counts as a pass.
 
     Not judged: ``unsupported``: the backend cannot express the case (with its
     reason). The backend gave no answer, each its own way (the reason says which
@@ -34,6 +36,7 @@ class Status(str, Enum):
     PASSED = "passed"
     FAILED = "failed"
     DIVERGENT = "divergent"
+    MISTRUSTED = "mistrusted"
     UNSUPPORTED = "unsupported"
     CRASHED = "crashed"
     EXITED = "exited"
@@ -49,7 +52,8 @@ class Status(str, Enum):
 #: Statuses in report order.
 STATUSES = tuple(s.value for s in Status)
 #: Compared with the reference (a verdict was reached on the backend's outputs).
-JUDGED = (Status.PASSED.value, Status.FAILED.value, Status.DIVERGENT.value)
+JUDGED = (Status.PASSED.value, Status.FAILED.value, Status.DIVERGENT.value,
+          Status.MISTRUSTED.value)
 #: The backend gave no answer: its worker was lost or stopped, or it raised an exit.
 ABORTED = (Status.CRASHED.value, Status.EXITED.value, Status.TIMEOUT.value,
            Status.SYSTEM_EXIT.value, Status.KEYBOARD_INTERRUPT.value,

@@ -6,6 +6,13 @@ drawn (seeded) by each op's generator in :mod:`crosscheck.ops`, kept when the
 reference accepts them, then each geometry is run forward and backward with a
 few seeds, and every third geometry in forward mode (``jvp``) and second order
 (``double_backward``) too; cases that share a geometry share JAX's compiled function.
+
+The exact tier (:mod:`crosscheck.exact`) runs on some of those geometries, in the
+directions the geometry already has and with its dtype, so that it shares their compile
+key (JAX compiles nothing for it): :func:`exact_count` geometries per op, spread over the
+op's list, where the tier applies (average pools: power-of-two divisors) and its
+reference is not degenerate (:mod:`crosscheck.trust`). The random tier's continuous
+inputs are never degenerate but by the op's structure, which the rule does not count.
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ _DTYPES = ["float64"] * 12 + ["float32"] * 5 + ["float16"] * 2 + ["bfloat16"]
 #: Every this-many-th geometry also runs the higher-order directions (:data:`ops.HIGHER_ORDER`).
 HIGHER_ORDER_EVERY = 3
 
+#: Fewest exact-tier geometries per op name and size (more for ops with many geometries:
+#: one in :data:`EXACT_SHARE`).
+_EXACT = {"smoke": 2, "default": 4, "full": 12}
+EXACT_SHARE = 16
+
 
 def size_from_env(default: str = "default") -> str:
     """The sweep size chosen by ``CROSSCHECK_SWEEP`` (smoke, default or full)."""
@@ -63,14 +75,51 @@ def sweep(size: str = "default") -> tuple[Case, ...]:
 
         return network_cases()
     _, seeds = _SIZE_PLAN[size]
-    geometries = []
+    geometries, exact = [], set()
     for name, count in plan(size).items():
         entry, rank = ops.get(name)
-        geometries += _sample(entry, rank, count, salt=zlib.crc32(name.encode()))
+        drawn = _sample(entry, rank, count, salt=zlib.crc32(name.encode()))
+        exact |= _exact_geometries(drawn, len(geometries), exact_count(size, count))
+        geometries += drawn
     geometries += list(edge_cases())
-    cases = [g.with_(direction=d, seed=s) for i, g in enumerate(geometries)
-             for s in range(seeds) for d in directions(i)]
+    cases = []
+    for i, g in enumerate(geometries):
+        cases += [g.with_(direction=d, seed=s) for s in range(seeds) for d in directions(i)]
+        if i in exact:
+            cases += [g.with_(direction=d, inputs="exact") for d in directions(i)]
     return tuple(cases) + probe_cases()
+
+
+def exact_count(size: str, geometries: int) -> int:
+    """How many of an op's ``geometries`` also run the exact tier in a sweep of ``size``."""
+    return min(geometries, max(_EXACT[size], geometries // EXACT_SHARE))
+
+
+def _exact_geometries(drawn: list[Case], start: int, count: int) -> set[int]:
+    """Sweep indices (``start`` + position in ``drawn``) of ``count`` geometries spread over
+    ``drawn`` on which the exact tier holds and its reference is not degenerate."""
+    step = max(1, len(drawn) // max(count, 1))
+    chosen: set[int] = set()
+    for j, g in enumerate(drawn):
+        if len(chosen) < count and j >= len(chosen) * step and \
+                _exact_holds(g, directions(start + j)):
+            chosen.add(start + j)
+    return chosen
+
+
+def _exact_holds(geometry: Case, dirs) -> bool:
+    from crosscheck.runner import prepared
+    from crosscheck.trust import degenerate
+
+    for d in dirs:
+        case = geometry.with_(direction=d, inputs="exact")
+        try:
+            inputs, ref, _ = prepared(case)
+        except ValueError:  # the tier does not apply (an average pool's divisor)
+            return False
+        if degenerate(case, ref, inputs):
+            return False
+    return True
 
 
 def directions(index: int) -> tuple[str, ...]:
@@ -117,6 +166,11 @@ def edge_cases() -> tuple[Case, ...]:
                 tags=("global max pooling",)),
         Case.of("max_pool", 1, n=2, spatial=(9,), c_in=1, kernel=3, stride=2, padding=1,
                 return_indices=True, tags=("indices",)),
+        # Long half-precision reductions (K = 576), where a declared float32 accumulator
+        # tightens the bound a hundredfold (crosscheck.accumulation): a kernel summing in
+        # float16 fails there; the drawn geometries' half-precision reductions are short.
+        *(Case.of("conv", 2, **conv, n=2, spatial=(12, 12), c_in=64, c_out=8, kernel=3,
+                  dtype=dtype, tags=("long reduction",)) for dtype in ("float16", "bfloat16")),
     )
 
 
