@@ -59,41 +59,34 @@ def conform_snippet(spec: str, cc: ConformCase, reference_cache: bool = False) -
         return head + (f"from crosscheck.conform import conform_case, run_check\n"
                        f"print(run_check(impl.functions, conform_case({cc.id!r})))\n")
     head += ("from crosscheck.cases import Case, make_inputs\n"
-             f"inputs = make_inputs(Case.from_id({cc.case.id!r}))\n")
-    hp = cc.hparameters()
+             f"inputs = make_inputs(Case.from_id({cc.case.id!r}))\n"
+             f"hparameters = {cc.hparameters()!r}\n")
     if cc.case.is_conv:
-        body = ("A_prev, W, b = inputs.x, inputs.w, inputs.b.reshape(1, 1, 1, -1)\n"
-                f"hparameters = {hp!r}\n"
-                "Z, cache = impl.conv_forward(A_prev, W, b, hparameters)\n"
-                "Z_ref, cache_ref = refcnn.conv_forward(A_prev, W, b, hparameters)\n")
-        if cc.function == "conv_forward":
-            return head + body + f"print(np.shape(Z), Z_ref.shape, {_diff('Z', 'Z_ref')})\n"
-        if reference_cache:
-            body = body.replace("Z, cache = impl.conv_forward", "# the target's conv_forward "
-                                "fails here: its backward gets the reference's cache\n"
-                                "# Z, cache = impl.conv_forward")
-            body += "cache = (A_prev, W, b, hparameters)\n"
-        return head + body + (
-            "dZ = inputs.dy\n"
-            "got = impl.conv_backward(dZ, cache)\n"
-            "want = refcnn.conv_backward(dZ, cache_ref)\n"
-            "for name, g, r in zip(('dA_prev', 'dW', 'db'), got, want):\n"
-            f"    print(name, np.shape(g), r.shape, {_diff('g', 'r')})\n")
-    body = ("A_prev = inputs.x\n"
-            f"hparameters = {hp!r}\n"
-            f"A, cache = impl.pool_forward(A_prev, hparameters, mode={cc.mode!r})\n"
-            f"A_ref, cache_ref = refcnn.pool_forward(A_prev, hparameters, mode={cc.mode!r})\n")
-    if cc.function == "pool_forward":
-        return head + body + f"print(np.shape(A), A_ref.shape, {_diff('A', 'A_ref')})\n"
+        forward, y, reference_tuple = "conv_forward", "Z", "(A_prev, W, b, hparameters)"
+        args = "A_prev, W, b, hparameters"
+        body = "A_prev, W, b = inputs.x, inputs.w, inputs.b.reshape(1, 1, 1, -1)\n"
+        backward = ("dZ = inputs.dy\n"
+                    "got = impl.conv_backward(dZ, cache)\n"
+                    "want = refcnn.conv_backward(dZ, cache_ref)\n"
+                    "for name, g, r in zip(('dA_prev', 'dW', 'db'), got, want):\n"
+                    f"    print(name, np.shape(g), r.shape, {_diff('g', 'r')})\n")
+    else:
+        forward, y, reference_tuple = "pool_forward", "A", "(A_prev, hparameters)"
+        args = f"A_prev, hparameters, mode={cc.mode!r}"
+        body = "A_prev = inputs.x\n"
+        backward = (f"got = impl.pool_backward(inputs.dy, cache, mode={cc.mode!r})\n"
+                    f"want = refcnn.pool_backward(inputs.dy, cache_ref, mode={cc.mode!r})\n"
+                    f"print(np.shape(got), want.shape, {_diff('got', 'want')})\n")
+    call = f"{y}, cache = impl.{forward}({args})\n"
+    if reference_cache and cc.function != forward:
+        call = (f"# the target's {forward} fails here: its backward gets the reference's "
+                f"cache\n# {call}")
+    body += call + f"{y}_ref, cache_ref = refcnn.{forward}({args})\n"
+    if cc.function == forward:
+        return head + body + f"print(np.shape({y}), {y}_ref.shape, {_diff(y, y + '_ref')})\n"
     if reference_cache:
-        body = body.replace("A, cache = impl.pool_forward", "# the target's pool_forward fails "
-                            "here: its backward gets the reference's cache\n"
-                            "# A, cache = impl.pool_forward")
-        body += "cache = (A_prev, hparameters)\n"
-    return head + body + (
-        f"got = impl.pool_backward(inputs.dy, cache, mode={cc.mode!r})\n"
-        f"want = refcnn.pool_backward(inputs.dy, cache_ref, mode={cc.mode!r})\n"
-        f"print(np.shape(got), want.shape, {_diff('got', 'want')})\n")
+        body += f"cache = {reference_tuple}\n"
+    return head + body + backward
 
 
 def _diff(got: str, want: str) -> str:

@@ -385,3 +385,18 @@ def test_reproducers_in_the_json_run(tmp_path):
                              text=True, timeout=120, cwd=TARGETS)
         assert out.returncode == 0, (function, status, out.stderr[-2000:])
         assert out.stdout.strip(), (function, status)
+
+
+def test_reproducers_of_a_wrong_shape_and_of_the_reference_s_cache_run():
+    """A wrong-shaped output's snippet says so instead of ending on a broadcast error, and a
+    backward judged with the reference's cache gets that cache in its snippet too."""
+    outcome = conform.check_target(target("bug_off_by_one"), in_process=True,
+                                   functions=["conv_forward", "conv_backward"])
+    shape = next(o for o in outcome.outcomes if o.failure == "shape")
+    cached = next(o for o in outcome.outcomes if o.cache == "reference")
+    assert "cache = (A_prev, W, b, hparameters)" in cached.reproduce
+    for o, printed in ((shape, "shapes differ"), (cached, "dA_prev")):
+        out = subprocess.run([sys.executable, "-c", o.reproduce], capture_output=True,
+                             text=True, timeout=120, cwd=TARGETS)
+        assert out.returncode == 0, (o.case_id, out.stderr[-2000:])
+        assert printed in out.stdout, (o.case_id, out.stdout)

@@ -34,6 +34,13 @@ __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backwa
            "max_planned", "max_backward_planned", "avg_planned", "avg_backward_planned"]
 
 
+def _core_plan(x, kernel_size, **options) -> PoolPlan:
+    """:func:`pool_plan` with the core API's argument names in its messages (the notebook's
+    are its defaults)."""
+    return pool_plan(x, kernel_size, x_name="x", f_name="kernel_size", pad_name="padding",
+                     **options)
+
+
 def _parallel_map(fn, items, threads):
     """``[fn(chunk) for chunk in chunks]`` over ``threads`` contiguous chunks of the list
     ``items``, run concurrently on a pool made for this call; one chunk runs inline."""
@@ -63,8 +70,8 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     -------
     y : ndarray, shape (N, H_out, W_out, C), x's dtype
     """
-    plan = pool_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                     ceil_mode=ceil_mode, x_name="x", f_name="kernel_size", pad_name="padding")
+    plan = _core_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                      ceil_mode=ceil_mode)
     return max_planned(plan, x, config)
 
 
@@ -98,8 +105,8 @@ def max_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
     -------
     dx : ndarray, shape (N, H, W, C), x's dtype
     """
-    plan = pool_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                     ceil_mode=ceil_mode, x_name="x", f_name="kernel_size", pad_name="padding")
+    plan = _core_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                      ceil_mode=ceil_mode)
     check_grad(dy, plan, "dy")
     return max_backward_planned(plan, dy, x, config)
 
@@ -336,10 +343,9 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     -------
     y : ndarray, shape (N, H_out, W_out, C), x's dtype
     """
-    plan = pool_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                     ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                     divisor_override=divisor_override, x_name="x", f_name="kernel_size",
-                     pad_name="padding")
+    plan = _core_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                      ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                      divisor_override=divisor_override)
     return avg_planned(plan, x, config)
 
 
@@ -386,10 +392,9 @@ def avg_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
     -------
     dx : ndarray, shape (N, H, W, C), x's dtype
     """
-    plan = pool_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                     ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                     divisor_override=divisor_override, x_name="x", f_name="kernel_size",
-                     pad_name="padding")
+    plan = _core_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                      ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                      divisor_override=divisor_override)
     check_grad(dy, plan, "dy")
     return avg_backward_planned(plan, dy, x, config)
 
