@@ -111,6 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
                      help="failures printed in full on the console (default: %(default)s)")
     run.set_defaults(handler=cmd_run)
 
+    corpus = sub.add_parser(
+        "corpus", help="export cases as a portable corpus (.npy + JSON), or judge backends on one",
+        description=textwrap.fill(
+            "export: write each case's inputs, refcnn's reference outputs and the per-element "
+            "bounds as .npy files with one JSON manifest (schema version, case parameters, "
+            "file names, dtypes, shapes, the bound formula, each file's sha256), for runners "
+            "in any language (docs/corpus.md). check: judge backends on a corpus, after "
+            "refusing one whose files do not match their hashes (the file is named). Exit "
+            "codes: 0 every result passed or is a declared divergence, 1 a result failed, 2 "
+            "usage error or a corpus refused, 3 internal error.", 79))
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION")
+    corpus_sub.required = True
+    export = corpus_sub.add_parser("export", help="write a corpus to DIR")
+    export.add_argument("directory", metavar="DIR")
+    export.add_argument("--cases", choices=SIZES, default="smoke",
+                        help="which sweep (default: %(default)s)")
+    export.add_argument("--case", action="append", metavar="ID", default=[],
+                        help="export exactly this case id (repeatable); overrides --cases")
+    export.add_argument("--dtypes", metavar="LIST", help="comma-separated dtypes to keep")
+    export.add_argument("--ops", metavar="LIST", help="comma-separated ops or families to keep")
+    export.set_defaults(handler=cmd_corpus)
+    check = corpus_sub.add_parser("check", help="judge backends on the corpus in DIR")
+    check.add_argument("directory", metavar="DIR")
+    check.add_argument("--backends", metavar="NAMES",
+                       help="comma-separated backends, as for run (default: every installed "
+                            "built-in)")
+    check.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    check.add_argument("--max-failures", type=int, default=20, metavar="N",
+                       help="failures printed in full (default: %(default)s)")
+    check.set_defaults(handler=cmd_corpus)
+
     conform = sub.add_parser(
         "conform", help="check an implementation of the notebook's API",
         description="Check an implementation of the notebook API (zero_pad, conv_single_step, "
@@ -185,37 +216,6 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    corpus = sub.add_parser(
-        "corpus", help="export cases as a portable corpus (.npy + JSON), or judge backends on one",
-        description=textwrap.fill(
-            "export: write each case's inputs, refcnn's reference outputs and the per-element "
-            "bounds as .npy files with one JSON manifest (schema version, case parameters, "
-            "file names, dtypes, shapes, the bound formula, each file's sha256), for runners "
-            "in any language (docs/corpus.md). check: judge backends on a corpus, after "
-            "refusing one whose files do not match their hashes (the file is named). Exit "
-            "codes: 0 every result passed or is a declared divergence, 1 a result failed, 2 "
-            "usage error or a corpus refused, 3 internal error.", 79))
-    corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION")
-    corpus_sub.required = True
-    export = corpus_sub.add_parser("export", help="write a corpus to DIR")
-    export.add_argument("directory", metavar="DIR")
-    export.add_argument("--cases", choices=SIZES, default="smoke",
-                        help="which sweep (default: %(default)s)")
-    export.add_argument("--case", action="append", metavar="ID", default=[],
-                        help="export exactly this case id (repeatable); overrides --cases")
-    export.add_argument("--dtypes", metavar="LIST", help="comma-separated dtypes to keep")
-    export.add_argument("--ops", metavar="LIST", help="comma-separated ops or families to keep")
-    export.set_defaults(handler=cmd_corpus)
-    check = corpus_sub.add_parser("check", help="judge backends on the corpus in DIR")
-    check.add_argument("directory", metavar="DIR")
-    check.add_argument("--backends", metavar="NAMES",
-                       help="comma-separated backends, as for run (default: every installed "
-                            "built-in)")
-    check.add_argument("--json", metavar="PATH", help="write every result as JSON")
-    check.add_argument("--max-failures", type=int, default=20, metavar="N",
-                       help="failures printed in full (default: %(default)s)")
-    check.set_defaults(handler=cmd_corpus)
-
     try:
         return args.handler(args)
     except UsageError as exc:
@@ -642,8 +642,6 @@ def cmd_conform(args) -> int:
     return EXIT_OK if outcome.conformant else EXIT_DISCREPANCY
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
 
 # ---- crosscheck corpus ---------------------------------------------------------------------------
 def cmd_corpus(args) -> int:
@@ -687,3 +685,5 @@ def cmd_corpus(args) -> int:
                        "results": [r.to_dict() for r in results]}, f, indent=1, default=str)
     return EXIT_DISCREPANCY if failing else EXIT_OK
 
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -113,11 +113,6 @@ def prepared(case: Case, mode: str = "bound"):
     return inputs, ref, tolerance.bounds(case, inputs, ref, mode)
 
 
-def run_backend(case: Case, name: str, backend: Backend, mode: str = "bound") -> CaseResult:
-    """Run one backend on one case and judge it. Never raises (but passes on Ctrl-C)."""
-    if getattr(backend, "isolated", False):
-        try:
-            inputs = prepared(case, mode)[0]
 @functools.lru_cache(maxsize=512)
 def _bounds(case: Case, mode: str, accumulator_key) -> dict:
     """The bounds of ``case`` for a backend declaring ``accumulator_key``
@@ -135,12 +130,17 @@ def _degenerate(case: Case, mode: str) -> str | None:
     return trust.degenerate(case, ref, inputs)
 
 
-        except Exception as exc:  # noqa: BLE001 - crosscheck's problem, named as such
-            return CaseResult(case, name, Status.FAILED, reason="crosscheck could not make the "
+def run_backend(case: Case, name: str, backend: Backend, mode: str = "bound") -> CaseResult:
+    """Run one backend on one case and judge it. Never raises (but passes on Ctrl-C)."""
     try:
         accumulator = accumulation.declared(backend, name, case)
     except Exception:  # noqa: BLE001 - a declaration that fails declares nothing
         accumulator = None
+    if getattr(backend, "isolated", False):
+        try:
+            inputs = prepared(case, mode)[0]
+        except Exception as exc:  # noqa: BLE001 - crosscheck's problem, named as such
+            return CaseResult(case, name, Status.FAILED, reason="crosscheck could not make the "
                               f"inputs: {type(exc).__name__}: {exc}")
         answer = backend.call(case, inputs)
     else:
@@ -148,6 +148,9 @@ def _degenerate(case: Case, mode: str) -> str | None:
     return judge(case, name, answer, mode, accumulator)
 
 
+def judge(case: Case, name: str, answer: isolation.Answer, mode: str = "bound",
+          accumulator=None, expected=None) -> CaseResult:
+    """The verdict on what one backend did with one case (:class:`isolation.Answer`).
 
     ``accumulator`` is what the backend declares it sums in (:mod:`crosscheck.accumulation`);
     ``expected``, when given, is ``(reference, bounds, mistrusted reason or None)`` to judge
@@ -155,9 +158,6 @@ def _degenerate(case: Case, mode: str) -> str | None:
     """
     if answer.unsupported is not None:
         return CaseResult(case, name, Status.UNSUPPORTED, reason=answer.unsupported,
-def judge(case: Case, name: str, answer: isolation.Answer, mode: str = "bound",
-          accumulator=None, expected=None) -> CaseResult:
-    """The verdict on what one backend did with one case (:class:`isolation.Answer`).
                           seconds=answer.seconds)
     problems = []
     if answer.modified:
@@ -193,15 +193,15 @@ def judge(case: Case, name: str, answer: isolation.Answer, mode: str = "bound",
     bug = semantics.known_bug(case, name) if status == Status.FAILED and reason is None else None
     if bug is not None:
         status, reason = Status.DIVERGENT, f"known bug {bug.key}: {'; '.join(bug.sources)}"
+    if status == Status.PASSED:
+        why = _degenerate(case, mode) if expected is None else expected[2]
+        if why:
+            status, reason = Status.MISTRUSTED, f"degenerate reference: {why}"
     if problems:
         status = Status.FAILED
         reason = "; ".join(problems) + ("\n" + reason if reason else "")
     return CaseResult(case, name, status, discs, reason, outputs=out, **extra)
 
-    if status == Status.PASSED:
-        why = _degenerate(case, mode) if expected is None else expected[2]
-        if why:
-            status, reason = Status.MISTRUSTED, f"degenerate reference: {why}"
 
 def _compare_output(case, name, out, key, ref, bound) -> Discrepancy:
     """compare() on one output, or a failed Discrepancy saying why there is nothing to compare."""
