@@ -1,4 +1,5 @@
-"""The ``crosscheck`` command: ``crosscheck run`` (the sweep) and ``crosscheck conform TARGET``.
+"""The ``crosscheck`` command: ``crosscheck run`` (the sweep), ``crosscheck conform TARGET``,
+``crosscheck merge`` (shard reports into one) and ``crosscheck diff OLD NEW`` (what changed).
 
 Exit codes (both commands): 0 everything agrees (declared divergences allowed),
 1 a discrepancy (or a non-conformant function); for ``run``: any result failed,
@@ -7,7 +8,8 @@ crashed, exited, timed out or raised SystemExit/KeyboardInterrupt, 2 a usage err
 internal error of crosscheck itself, 4 (``run``) a backend named in ``--backends``
 had no case judged (everything unsupported; 1 wins when something also failed),
 130 interrupted (Ctrl-C or SIGTERM; reports still hold what was done). A run that
-did not finish never exits 0.
+did not finish never exits 0. ``diff``: 0 nothing got worse, 1 something did, 2 usage
+error. ``merge``: as ``run``, and 5 when a shard is missing or did not complete.
 """
 
 from __future__ import annotations
@@ -22,6 +24,63 @@ import traceback
 
 EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_NOTHING_JUDGED = 4
+EXIT_INCOMPLETE = 5
+
+#: Backends that take ``--device`` (refcnn, the NumPy reference, always runs on the CPU).
+DEVICE_BACKENDS = ("torch", "jax", "jax.nchw")
+
+EXAMPLES = """examples:
+  crosscheck run --cases smoke --backends refcnn,torch
+  crosscheck run --backends mypkg.kernels:MyBackend --ops conv2d --direction forward,backward
+  crosscheck run --cases smoke --backends torch,jax --device cuda --json gpu.json
+  crosscheck run --shard 2/4 --json shard2.json        # one job of a CI matrix
+  crosscheck merge shard*.json -o all.json --markdown all.md --junit all.xml
+  crosscheck diff before.json after.json              # after an upgrade: what changed?
+  crosscheck conform my_solution.py                   # the notebook API, function by function
+  python -m crosscheck --version
+
+exit codes (each command's --help gives its own):
+  0    everything agrees (declared divergences allowed); diff: nothing got worse
+  1    a discrepancy, a non-conformant function; diff: something got worse
+  2    usage error
+  3    internal error of crosscheck
+  4    run, merge: a backend named in --backends had no case judged
+  5    merge: a shard is missing or did not complete
+  130  interrupted (Ctrl-C or SIGTERM)"""
+
+RUN_EXAMPLES = """examples:
+  crosscheck run --cases smoke                         # smoke | default | full | networks
+  crosscheck run --backends torch,jax --dtypes float32 --ops conv3d,max_pool
+  crosscheck run --ops conv2d --direction jvp,double_backward
+  crosscheck run --backends mypkg.kernels:MyBackend --timeout 30
+  crosscheck run --backends torch,jax --device cuda --cases smoke
+  crosscheck run --shard 1/4 --json s1.json            # then: crosscheck merge s*.json -o all.json
+  crosscheck run --case conv2d-bwd-n2h7w5c4o6-k3x3-s2x1-p1.1.0.2-d1x1-g2-float32-s0"""
+
+MERGE_EPILOG = """examples:
+  crosscheck merge s1.json s2.json s3.json s4.json -o all.json --markdown all.md --junit all.xml
+
+exit codes:
+  0    every merged result passed or is a declared divergence
+  1    a merged result failed or gave no answer
+  2    usage error (unreadable or overlapping reports, shards of different splits)
+  3    internal error of crosscheck
+  4    a backend named in --backends had no case judged in any shard
+  5    a shard is missing or did not complete (1 wins)"""
+
+DIFF_EPILOG = """examples:
+  crosscheck diff main.json branch.json
+  crosscheck diff old.json new.json --factor 4 --markdown diff.md
+
+worse, and so exit 1: a result newly failing (or failing where OLD lacked it), an
+error grown beyond the factor, a NEW run that did not complete, and (without
+--allow-removed) a result removed or newly unsupported.
+
+exit codes:
+  0    nothing got worse
+  1    something got worse
+  2    usage error (a file that is not a crosscheck run report, a newer schema)
+  3    internal error of crosscheck"""
 
 RUN_EXIT_CODES = """exit codes:
   0    every result passed or is a declared divergence
@@ -51,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crosscheck",
         description="Crosscheck convolution and pooling implementations (1-D, 2-D and 3-D) "
-                    "against refcnn.")
+                    "against refcnn.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -62,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
             "float64 reference, and report. Every backend gets its own read-only copies of "
             "the inputs; out-of-tree backends (module:Class) run in worker processes, so a "
             "crash, exit or hang is that case's result and the run goes on.", 79),
-        epilog=RUN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=RUN_EXAMPLES + "\n\n" + RUN_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--backends", metavar="NAMES",
                      help="comma-separated backends: built-in names ("
                           + ", ".join(REGISTRY) + ") or module:Class (default: every "
@@ -76,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ops", metavar="LIST",
                      help="comma-separated ops (conv2d, max_pool3d, ...) or op families ("
                           + ", ".join(TABLE) + ") to keep")
+    run.add_argument("--direction", "--directions", metavar="LIST", dest="directions",
+                     help="comma-separated directions to keep: forward, backward, jvp, "
+                          "double_backward (or their id tokens fwd, bwd, jvp, bwd2)")
+    run.add_argument("--shard", type=_shard, metavar="K/N",
+                     help="run only the K-th of N disjoint parts of the selected cases, split "
+                          "by compile key (a geometry's cases stay together) and balanced by "
+                          "case count; the N parts' union is the selection, and 'crosscheck "
+                          "merge' joins their --json reports")
+    run.add_argument("--device", type=_device, default="cpu", metavar="DEVICE",
+                     help="where torch and JAX compute: cpu, cuda or cuda:N (torch's cuda, "
+                          "JAX's gpu platform; gpu is the same); recorded in the report's "
+                          "settings (default: %(default)s; refcnn always runs on the CPU)")
     run.add_argument("--tolerance", choices=TOLERANCE_MODES, default="bound",
                      help="per-element rounding bound, or torch's/JAX's fixed defaults "
                           "(default: %(default)s)")
@@ -176,7 +250,92 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also print each failure's error-to-bound figures (always in "
                               "--json)")
     conform.set_defaults(handler=cmd_conform)
+
+    merge = sub.add_parser(
+        "merge", help="join the JSON reports of shards (or of disjoint runs) into one",
+        description=textwrap.fill(
+            "Join the --json reports of 'crosscheck run --shard K/N' jobs (or of any runs of "
+            "disjoint cases) into one report, in the unsharded run's order, and write its "
+            "Markdown and JUnit from the merged result. Reports that overlap, ran with other "
+            "tolerances or are shards of different splits are refused.", 79),
+        epilog=MERGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    merge.add_argument("reports", nargs="+", metavar="REPORT.json",
+                       help="JSON reports of crosscheck run (--json)")
+    merge.add_argument("-o", "--output", "--json", dest="json", metavar="PATH", required=True,
+                       help="where to write the merged JSON report")
+    merge.add_argument("--markdown", metavar="PATH", help="write the merged Markdown report")
+    merge.add_argument("--junit", metavar="PATH", help="write the merged JUnit XML")
+    merge.add_argument("--max-failures", type=int, default=20, metavar="N",
+                       help="failures printed in full on the console (default: %(default)s)")
+    merge.set_defaults(handler=cmd_merge)
+
+    diff = sub.add_parser(
+        "diff", help="compare two JSON reports: what got worse, what got better",
+        description=textwrap.fill(
+            "Compare two --json reports of crosscheck run (before and after a framework "
+            "upgrade, a kernel change, a crosscheck release): results newly failing and "
+            "newly passing, newly unsupported and newly supported, the worst error-to-bound "
+            "ratio grown beyond --factor per backend, op and direction (over the results "
+            "judged in both), and results added or removed. Results are matched by case id "
+            "and backend.", 79),
+        epilog=DIFF_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    diff.add_argument("old", metavar="OLD.json")
+    diff.add_argument("new", metavar="NEW.json")
+    diff.add_argument("--factor", type=_above_one, default=2.0, metavar="F",
+                      help="worst error-to-bound growth per backend, op and direction that "
+                           "counts as worse (default: %(default)g)")
+    diff.add_argument("--floor", type=_non_negative_float, default=0.01, metavar="R",
+                      help="OLD's worst ratio is taken as at least R, so that results close to "
+                           "exact growing to a rounding error's worth do not count "
+                           "(default: %(default)g)")
+    diff.add_argument("--allow-removed", action="store_true",
+                      help="results removed or newly unsupported are listed but not worse")
+    diff.add_argument("--max-items", type=_positive_int, default=20, metavar="N",
+                      help="items printed per section (default: %(default)s)")
+    diff.add_argument("--json", metavar="PATH", help="write the diff as JSON")
+    diff.add_argument("--markdown", metavar="PATH", help="write the diff as Markdown")
+    diff.set_defaults(handler=cmd_diff)
     return parser
+
+
+def version_text() -> str:
+    """``crosscheck 0.1.0 (refcnn 0.1.0, numpy 2.x, Python 3.x)``."""
+    import platform
+
+    import numpy
+    import refcnn
+
+    from crosscheck.report import package_version
+
+    own = package_version("refcnn-crosscheck") or refcnn.__version__
+    return (f"crosscheck {own} (refcnn {refcnn.__version__}, numpy {numpy.__version__}, "
+            f"Python {platform.python_version()})")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from crosscheck.ci import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _device(text: str) -> str:
+    from crosscheck.backends import parse_device
+
+    try:
+        kind, index = parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return kind if index is None else f"{kind}:{index}"
+
+
+def _above_one(text: str) -> float:
+    value = float(text)
+    if not value > 1:
+        raise argparse.ArgumentTypeError(f"must be above 1, got {text}")
+    return value
 
 
 def _seed(text: str) -> int:
@@ -232,8 +391,9 @@ def main(argv=None) -> int:
 
 # ---- crosscheck run ------------------------------------------------------------------------------
 def select_cases(args) -> list:
-    """The cases named by ``--case``, or the ``--cases`` sweep filtered by dtype and op."""
-    from crosscheck.cases import DTYPES, OPS, Case
+    """The cases named by ``--case``, or the ``--cases`` sweep filtered by dtype, op and
+    direction."""
+    from crosscheck.cases import DIRECTION_TOKENS, DTYPES, OPS, Case
     from crosscheck.ops import OPS as TABLE
     from crosscheck.sweeps import sweep
 
@@ -247,13 +407,17 @@ def select_cases(args) -> list:
                                  "conv2d-fwd-n2h7w5c4o6-k3x3-s2x1-p1.1.0.2-d1x1-g1-float32-s0)")
         return cases
     dtypes, ops = _split(args.dtypes), _split(args.ops)
-    for value, allowed, what in ((dtypes, DTYPES, "dtype"), (ops, (*OPS, *TABLE), "op")):
+    by_token = {token: name for name, token in DIRECTION_TOKENS.items()}
+    directions = [by_token.get(d, d) for d in _split(getattr(args, "directions", None))]
+    for value, allowed, what in ((dtypes, DTYPES, "dtype"), (ops, (*OPS, *TABLE), "op"),
+                                 (directions, tuple(DIRECTION_TOKENS), "direction")):
         unknown = sorted(set(value) - set(allowed))
         if unknown:
             raise UsageError(f"unknown {what} {', '.join(unknown)}: choose from "
                              f"{', '.join(allowed)}")
     return [c for c in sweep(args.cases)
-            if (not dtypes or c.dtype in dtypes) and (not ops or c.op in ops or c.family in ops)]
+            if (not dtypes or c.dtype in dtypes) and (not ops or c.op in ops or c.family in ops)
+            and (not directions or c.direction in directions)]
 
 
 def select_backends(spec: str | None, stream=None, *, timeout: float | None = None,
@@ -291,6 +455,76 @@ def select_backends(spec: str | None, stream=None, *, timeout: float | None = No
     if not found:
         raise UsageError("no backend is available")
     return found
+
+
+def backend_labels(backends: dict, stream=None) -> dict[str, str]:
+    """What reports call each backend of ``backends`` (keyed by what ``--backends`` named).
+
+    A built-in keeps its registry name; an out-of-tree backend is reported by its own
+    ``name``, unless that is empty, a built-in's name, or shared with another backend of the
+    run: then by its ``module:Class`` (with a note), so that no two backends are confused.
+    The JSON keeps each ``module:Class`` as the result's ``target`` (what reruns it).
+    """
+    from crosscheck.backends import REGISTRY
+
+    stream = stream or sys.stderr
+    wanted = {}
+    for spec, backend in backends.items():
+        name = spec if spec in REGISTRY else str(getattr(backend, "name", "") or "").strip()
+        wanted[spec] = name or spec
+    labels = {}
+    for spec, name in wanted.items():
+        clash = [other for other, n in wanted.items() if other != spec and n == name]
+        if spec not in REGISTRY and name != spec and (name in REGISTRY or name in backends
+                                                       or clash):
+            why = "a built-in backend's name" if name in REGISTRY or name in backends else \
+                f"also the name of {', '.join(clash)}"
+            print(f"note: backend {spec} is called {name!r}, {why}: reported as {spec}",
+                  file=stream)
+            name = spec
+        labels[spec] = name
+    return labels
+
+
+def relabel(results: list, labels: dict[str, str]) -> list:
+    """Give results the names reports use (:func:`backend_labels`); each keeps its target."""
+    changed = {spec: label for spec, label in labels.items() if spec != label}
+    if not changed:
+        return results
+    from dataclasses import replace
+
+    for r in results:
+        label = changed.get(r.backend)
+        if label is not None:
+            r.target, r.backend = r.backend, label
+            r.discrepancies = [replace(d, backend=label) for d in r.discrepancies]
+        r.agrees_with = [labels.get(b, b) for b in r.agrees_with]
+        if r.odd_one_out:
+            for spec, new in changed.items():
+                r.odd_one_out = r.odd_one_out.replace(spec, new)
+    return results
+
+
+def check_device(device: str, names: list[str], stream=None) -> None:
+    """Refuse ``--device`` for backends that cannot take it (UsageError); note the others."""
+    from crosscheck.backends import REGISTRY
+    from crosscheck.semantics import family
+
+    if device == "cpu":
+        return
+    stream = stream or sys.stderr
+    refused = [n for n in names if n in REGISTRY and n not in DEVICE_BACKENDS
+               and family(n) != "refcnn"]
+    if refused:
+        raise UsageError(f"--device {device}: {', '.join(refused)} cannot take a device (only "
+                         f"{', '.join(DEVICE_BACKENDS)} do; refcnn runs on the CPU)")
+    if not any(n in DEVICE_BACKENDS for n in names):
+        raise UsageError(f"--device {device} needs one of {', '.join(DEVICE_BACKENDS)} in "
+                         "--backends")
+    for name in names:
+        if name not in REGISTRY:
+            print(f"note: --device {device} is for torch and JAX; {name} chooses its own device "
+                  f"(the variable CROSSCHECK_DEVICE={device} is set for it)", file=stream)
 
 
 def jax_cache_dir(option: str | None) -> str | None:
@@ -409,15 +643,21 @@ class RunState:
 
 def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_case=None,
             jax_cache: str | None = None, timeout: float | None = None,
-            isolate_builtins: bool = False) -> None:
-    """Run every case on every backend into ``state`` (serially, or over ``jobs`` processes)."""
+            isolate_builtins: bool = False, labels: dict | None = None) -> None:
+    """Run every case on every backend into ``state`` (serially, or over ``jobs`` processes).
+
+    ``backends`` is keyed by what ``--backends`` named; ``labels`` renames results for the
+    reports (:func:`backend_labels`).
+    """
     from crosscheck.runner import run_case
+
+    labels = labels or {}
 
     chunks = geometry_chunks(cases, jobs) if jobs > 1 else []
     if jobs <= 1 or len(chunks) <= 1:
         for i, case in enumerate(cases):
             state.in_flight = f"case {case.id}"
-            results = run_case(case, backends, mode)
+            results = relabel(run_case(case, backends, mode), labels)
             state.add(i, results)
             state.in_flight = None
             if on_case:
@@ -440,6 +680,7 @@ def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_cas
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 for i, results in future.result():
+                    relabel(results, labels)
                     state.add(i, results)
                     if on_case:
                         on_case(results)
@@ -469,9 +710,32 @@ def cmd_run(args) -> int:
             raise UsageError(str(exc)) from exc
     cases = select_cases(args)
     if not cases:
-        raise UsageError("no case matches the chosen --cases/--dtypes/--ops")
+        raise UsageError("no case matches the chosen --cases/--dtypes/--ops/--direction")
+    args.shard_meta = None
+    if args.shard:
+        from crosscheck import ci
+
+        index, count = args.shard
+        selected = len(cases)
+        cases, positions = ci.shard(cases, index, count)
+        if not cases:
+            keys = len({c.compile_key for c in select_cases(args)})
+            raise UsageError(f"shard {index}/{count} holds no case: the selection has "
+                             f"{keys} compile keys, so use at most {keys} shards")
+        args.shard_meta = {"index": index, "count": count, "by": "compile key",
+                           "selected_cases": selected, "positions": positions}
+    from crosscheck.backends import DEVICE_ENV
+
+    if args.backends is None and args.device != "cpu":
+        # Only the backends that take a device, and the reference's own.
+        args.backends = ",".join(("refcnn", *DEVICE_BACKENDS))
+    check_device(args.device, _split(args.backends) if args.backends is not None else
+                 ["refcnn"])
     isolate_builtins = args.isolate == "all"
     timeout = args.timeout or None
+    # Workers (-j, module:Class) inherit it; restored afterwards for an in-process caller.
+    device_before = os.environ.get(DEVICE_ENV)
+    os.environ[DEVICE_ENV] = args.device
     # SIGTERM (a CI job cancelled, kill PID) from here on stops the run the way Ctrl-C does:
     # workers stopped, reports written, exit 130.
     previous = _sigterm_as_termination()
@@ -480,20 +744,30 @@ def cmd_run(args) -> int:
     finally:
         isolation.close_all()  # no worker outlives the run, however it ends
         signal.signal(signal.SIGTERM, previous)
+        if device_before is None:
+            os.environ.pop(DEVICE_ENV, None)
+        else:
+            os.environ[DEVICE_ENV] = device_before
 
 
 def _run(args, cases, timeout, isolate_builtins, report) -> int:
-    backends = select_backends(args.backends, timeout=timeout,
-                               isolate_builtins=isolate_builtins)
+    loaded = select_backends(args.backends, timeout=timeout,
+                             isolate_builtins=isolate_builtins)
+    labels = backend_labels(loaded)
+    # Reports name each backend by its label; --backends' own words stay its target.
+    backends = {labels[spec]: be for spec, be in loaded.items()}
     jax_cache = jax_cache_dir(args.jax_cache)
     configure_jax_cache(jax_cache)
     versions = report.versions(backends)
     isolated = [name for name, be in backends.items() if getattr(be, "isolated", False)]
+    requested = list(backends) if args.backends is not None else []
     meta = {"command": "crosscheck " + " ".join(args.argv),
             "tolerance": args.tolerance, "cases_requested": len(cases),
-            "backends": list(backends), "isolated_backends": isolated,
-            "timeout": timeout, "jobs": args.jobs}
-    requested = list(backends) if args.backends is not None else []
+            "backends": list(backends), "targets": {labels[s]: s for s in loaded},
+            "requested_backends": requested, "device": args.device,
+            "isolated_backends": isolated, "timeout": timeout, "jobs": args.jobs}
+    if args.shard_meta:
+        meta["shard"] = args.shard_meta
     state = RunState(len(cases))
     started = time.perf_counter()
     last_flush = [time.monotonic()]
@@ -542,8 +816,12 @@ def _run(args, cases, timeout, isolate_builtins, report) -> int:
     names = ", ".join(f"{n} {v}" for n, v in versions["backends"].items())
     where = f"; in worker processes: {', '.join(isolated)} (timeout " + \
         (f"{timeout:g} s)" if timeout else "none)") if isolated else ""
-    print(f"crosscheck run: {len(cases)} cases x {len(backends)} backends ({names}), "
-          f"tolerance {args.tolerance}, jobs {args.jobs}{where}", file=sys.stderr)
+    part = "" if not args.shard_meta else \
+        (f" (shard {args.shard_meta['index']}/{args.shard_meta['count']} of "
+         f"{args.shard_meta['selected_cases']})")
+    on = "" if args.device == "cpu" else f", device {args.device}"
+    print(f"crosscheck run: {len(cases)} cases{part} x {len(backends)} backends ({names}), "
+          f"tolerance {args.tolerance}, jobs {args.jobs}{on}{where}", file=sys.stderr)
     progress = report.Progress(len(cases), enabled=not args.no_progress)
 
     def on_case(results) -> None:
@@ -557,8 +835,8 @@ def _run(args, cases, timeout, isolate_builtins, report) -> int:
 
     try:
         with progress:
-            execute(cases, backends, args.tolerance, args.jobs, state, on_case, jax_cache,
-                    timeout, isolate_builtins)
+            execute(cases, loaded, args.tolerance, args.jobs, state, on_case, jax_cache,
+                    timeout, isolate_builtins, labels=labels)
     except _Terminated:
         state.stop("terminated", "terminated by SIGTERM")
     except KeyboardInterrupt:
@@ -607,6 +885,62 @@ def _sigterm_as_interrupt():
         return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
         return signal.getsignal(signal.SIGTERM)
+
+
+# ---- crosscheck merge and diff ------------------------------------------------------------------
+def cmd_merge(args) -> int:
+    from crosscheck import ci, report
+
+    try:
+        results, versions_, meta = ci.merge_reports([ci.load_report(p) for p in args.reports])
+    except ci.ReportError as exc:
+        raise UsageError(str(exc)) from exc
+    meta["command"] = "crosscheck " + " ".join(args.argv)
+    requested = meta["requested_backends"]
+    unjudged = report.unjudged_backends(results, meta["backends"])
+    if report.failures(results):
+        code = EXIT_DISCREPANCY
+    elif not meta["complete"]:
+        code = EXIT_INCOMPLETE
+    elif any(name in unjudged for name in requested):
+        code = EXIT_NOTHING_JUDGED
+    else:
+        code = EXIT_OK
+    meta.update(unjudged=unjudged, exit_code=code)
+    report.write_json(args.json, results, versions_=versions_, meta=meta)
+    if args.markdown:
+        report.write_markdown(args.markdown, results, versions_=versions_, meta=meta)
+    if args.junit:
+        report.write_junit(args.junit, results, versions_=versions_, meta=meta)
+    report.append_step_summary(results, versions_=versions_, meta=meta)
+    for note in meta.get("merge_notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    report.print_summary(results, sys.stdout, title="crosscheck merge",
+                         max_failures=args.max_failures, complete=meta["complete"],
+                         stop_reason=meta["stop_reason"], unjudged=unjudged)
+    print(f"\ncrosscheck merge: {len(args.reports)} reports, {len(results)} results -> "
+          f"{args.json}", file=sys.stderr)
+    return code
+
+
+def cmd_diff(args) -> int:
+    import json
+
+    from crosscheck import ci
+    from crosscheck.report import _atomic_write
+
+    try:
+        d = ci.diff_reports(ci.load_report(args.old), ci.load_report(args.new),
+                            factor=args.factor, floor=args.floor,
+                            allow_removed=args.allow_removed)
+    except ci.ReportError as exc:
+        raise UsageError(str(exc)) from exc
+    sys.stdout.write(ci.format_diff(d, args.max_items))
+    if args.json:
+        _atomic_write(args.json, json.dumps(d.to_dict(), indent=1, default=str) + "\n")
+    if args.markdown:
+        _atomic_write(args.markdown, ci.markdown_diff(d))
+    return EXIT_DISCREPANCY if d.worse else EXIT_OK
 
 
 # ---- crosscheck conform --------------------------------------------------------------------------
@@ -684,6 +1018,7 @@ def cmd_corpus(args) -> int:
             json.dump({"corpus": os.path.abspath(args.directory),
                        "results": [r.to_dict() for r in results]}, f, indent=1, default=str)
     return EXIT_DISCREPANCY if failing else EXIT_OK
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

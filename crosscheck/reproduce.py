@@ -42,7 +42,8 @@ def result_snippet(result: CaseResult) -> str:
     bad = [d for d in result.discrepancies if not d.passed]
     if bad:
         return bad[0].reproduce
-    return run_snippet(result.case.id, result.backend, result.case.output_names()[0])
+    return run_snippet(result.case.id, getattr(result, "target", None) or result.backend,
+                       result.case.output_names()[0])
 
 
 def conform_snippet(spec: str, cc: ConformCase, reference_cache: bool = False) -> str:

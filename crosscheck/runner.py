@@ -60,6 +60,9 @@ class CaseResult:
     agrees_with: list[str] = field(default_factory=list)
     #: The backend's outputs, kept so that naming the odd one out need not rerun it.
     outputs: dict | None = field(default=None, repr=False, compare=False)
+    #: What ``--backends`` takes to rerun it when ``backend`` is its ``name`` instead: the
+    #: ``module:Class`` of an out-of-tree backend (None: ``backend`` itself).
+    target: str | None = None
 
     @property
     def worst_ratio(self) -> float:
@@ -89,6 +92,8 @@ class CaseResult:
             "spec": self.case.to_dict(),
             "discrepancies": [d.to_dict() for d in self.discrepancies],
         }
+        if self.target and self.target != self.backend:
+            d["target"] = self.target
         if slim and self.status in (Status.PASSED, Status.UNSUPPORTED):
             del d["spec"]
             for x in d["discrepancies"]:

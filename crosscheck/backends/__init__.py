@@ -60,13 +60,75 @@ class BackendUnavailable(Exception):
     """The backend's framework is not installed or failed to import."""
 
 
-_cache: dict[str, Backend] = {}
+class BackendIncomplete(ValueError):
+    """A ``module:Class`` that lacks members of the backend protocol (the message names them)."""
+
+
+class DeviceUnavailable(ValueError):
+    """The device asked for (``crosscheck run --device``) is not there; the message says what
+    is missing."""
+
+
+#: The members every backend has (:class:`crosscheck.backends.base.Backend`): ``name`` a
+#: non-empty string, the others callables.
+MEMBERS = ("name", "version", "unsupported", "run")
+#: The device ``crosscheck run --device`` asks for: ``cpu``, ``cuda`` or ``cuda:N`` (torch's
+#: ``cuda``, JAX's ``gpu``). Unset: each framework's default device.
+DEVICE_ENV = "CROSSCHECK_DEVICE"
+
+
+def missing_members(backend) -> list[str]:
+    """The members of the protocol that ``backend`` lacks (or has in a form that cannot work)."""
+    missing = []
+    for member in MEMBERS:
+        try:
+            value = getattr(backend, member)
+        except Exception:  # noqa: BLE001 - a property that raises is as good as missing
+            missing.append(member)
+            continue
+        if member == "name":
+            if not isinstance(value, str) or not value.strip():
+                missing.append("name (a non-empty str)")
+        elif not callable(value):
+            missing.append(f"{member}()")
+    return missing
+
+
+def requested_device() -> tuple[str, int | None] | None:
+    """``(kind, index)`` of the device asked for through :data:`DEVICE_ENV` (kind ``cpu`` or
+    ``cuda``), or None when unset (each framework's default)."""
+    import os
+
+    text = os.environ.get(DEVICE_ENV, "").strip().lower()
+    if not text:
+        return None
+    return parse_device(text)
+
+
+def parse_device(text: str) -> tuple[str, int | None]:
+    """``cpu``, ``cuda``, ``cuda:1``, ``gpu``, ``gpu:1`` -> ``(kind, index)``; ValueError else."""
+    kind, sep, index = str(text).strip().lower().partition(":")
+    kind = {"gpu": "cuda"}.get(kind, kind)
+    if kind not in ("cpu", "cuda") or (sep and not index.isdigit()) or (kind == "cpu" and sep):
+        raise ValueError(f"a device is cpu, cuda or cuda:N (gpu is cuda), got {text!r}")
+    return kind, int(index) if sep else None
+
+
+_cache: dict[tuple[str, str | None], Backend] = {}
 
 
 def get_backend(name: str) -> Backend:
-    """Return the backend called ``name`` (a built-in name or ``module:Class``)."""
-    if name in _cache:
-        return _cache[name]
+    """Return the backend called ``name`` (a built-in name or ``module:Class``).
+
+    A ``module:Class`` that lacks a member of the protocol is refused
+    (:class:`BackendIncomplete`, naming what it lacks). Built-in backends that take a
+    device (torch, JAX) are made for the one :data:`DEVICE_ENV` names.
+    """
+    import os
+
+    key = (name, os.environ.get(DEVICE_ENV))
+    if key in _cache:
+        return _cache[key]
     target = BUILTIN.get(name, name)
     if ":" not in target:
         raise ValueError(
@@ -79,7 +141,13 @@ def get_backend(name: str) -> Backend:
         backend = getattr(module, attr)()
     except ImportError as exc:
         raise BackendUnavailable(f"backend {name!r} is unavailable: {exc}") from exc
-    _cache[name] = backend
+    missing = missing_members(backend)
+    if missing:
+        raise BackendIncomplete(
+            f"backend {name!r} lacks {', '.join(missing)}: a backend has name (a str), "
+            "version(), unsupported(case) and run(case, inputs) (crosscheck.backends.base."
+            "Backend; docs/writing-a-backend.md)")
+    _cache[key] = backend
     return backend
 
 
@@ -94,5 +162,7 @@ def available_backends(names=None) -> dict[str, Backend | str]:
     return found
 
 
-__all__ = ["Backend", "BackendUnavailable", "Unsupported", "available_backends",
-           "get_backend", "output_names", "BUILTIN", "REGISTRY", "Registered"]
+__all__ = ["Backend", "BackendIncomplete", "BackendUnavailable", "DeviceUnavailable",
+           "Unsupported", "available_backends", "get_backend", "missing_members",
+           "output_names", "parse_device", "requested_device", "BUILTIN", "DEVICE_ENV",
+           "MEMBERS", "REGISTRY", "Registered"]

@@ -38,6 +38,7 @@ compilation), and those functions live in one bounded LRU shared by both layouts
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 
@@ -369,6 +370,31 @@ def _table(channels_first: bool) -> dict[str, OpImpl]:
             "adaptive_max_pool": _adaptive_max_pool(channels_first)}
 
 
+def _device():
+    """The device ``crosscheck run --device`` asks for (:data:`~crosscheck.backends.DEVICE_ENV`:
+    ``cuda`` is JAX's ``gpu`` platform), or None for JAX's default;
+    :class:`~crosscheck.backends.DeviceUnavailable` when JAX has no such device."""
+    from crosscheck.backends import DeviceUnavailable, requested_device
+
+    wanted = requested_device()
+    if wanted is None:
+        return None
+    kind, index = wanted
+    platform = "gpu" if kind == "cuda" else "cpu"
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as exc:
+        present = sorted({d.platform for d in jax.devices()})
+        raise DeviceUnavailable(
+            f"--device {kind}: JAX {jax.__version__} has no {platform!r} platform (it has "
+            f"{', '.join(present)}; install jax[cuda12] on a machine with an NVIDIA GPU): "
+            f"{str(exc).splitlines()[0]}") from None
+    if (index or 0) >= len(devices):
+        raise DeviceUnavailable(f"--device {kind}:{index}: JAX sees only {len(devices)} "
+                                f"{platform} devices")
+    return devices[index or 0]
+
+
 class JaxBackend(TableBackend):
     """JAX ``lax`` on the default device, channels-last (dimension_numbers given explicitly)."""
 
@@ -378,24 +404,37 @@ class JaxBackend(TableBackend):
     dtypes = {"float64": jnp.float64, "float32": jnp.float32, "float16": jnp.float16,
               "bfloat16": jnp.bfloat16}
 
+    def __init__(self):
+        #: The device the arrays are put on (jitted functions run where their inputs are):
+        #: the one ``crosscheck run --device`` asks for, else JAX's default (None).
+        self.device = _device()
+
     def version(self) -> str:
-        return f"jax {jax.__version__} ({jax.default_backend()})"
+        platform = self.device.platform if self.device is not None else jax.default_backend()
+        return f"jax {jax.__version__} ({platform})"
 
     def settings(self) -> dict:
         """Precision-relevant settings in force (recorded in the reports)."""
+        device = self.device if self.device is not None else jax.devices()[0]
         return {"jax_enable_x64": bool(jax.config.read("jax_enable_x64")),
                 "conv_precision": PRECISION.name,
                 "layout": "channels-first (NCW/OIW, NCHW/OIHW, NCDHW/OIDHW)"
                 if self.channels_first else "channels-last (NWC/WIO, NHWC/HWIO, NDHWC/DHWIO)",
-                "platform": jax.default_backend(),
+                "platform": device.platform,
+                "device": f"{device.platform}:{device.id}",
+                "device_kind": getattr(device, "device_kind", None),
                 "jax_default_matmul_precision":
-                    str(jax.config.jax_default_matmul_precision)}
+                    str(jax.config.jax_default_matmul_precision),
+                **({} if device.platform == "cpu" else {
+                    # On a GPU: flags that change float32 accumulation (TF32 among them).
+                    "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
+                    "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")})}
 
     def to_framework(self, a: np.ndarray, dtype):
         # The values are exact in dtype (Inputs guarantees it), so the cast is exact. Cast in
         # NumPy (a new array) and transfer: a cast by JAX would compile, and keep, one
         # convert_element_type executable per shape outside the bounded cache.
-        return jax.device_put(np.asarray(a).astype(np.dtype(dtype)))
+        return jax.device_put(np.asarray(a).astype(np.dtype(dtype)), self.device)
 
     def vjp(self, fn, primals, cotangent):
         return _jax_vjp(fn, primals, cotangent)

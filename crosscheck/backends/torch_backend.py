@@ -34,6 +34,7 @@ How each padding form reaches torch:
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable
 
@@ -204,6 +205,46 @@ _PROBES = {
 }
 
 
+def _device():
+    """The device ``crosscheck run --device`` asks for (:data:`~crosscheck.backends.DEVICE_ENV`),
+    else torch's default device; :class:`~crosscheck.backends.DeviceUnavailable` if absent."""
+    from crosscheck.backends import DeviceUnavailable, requested_device
+
+    wanted = requested_device()
+    if wanted is None:
+        return torch.get_default_device()
+    kind, index = wanted
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = f"a CUDA {torch.version.cuda} build" if torch.version.cuda else \
+            "a CPU-only build (torch.version.cuda is None)"
+        raise DeviceUnavailable(
+            f"--device cuda: torch {torch.__version__} sees no CUDA device "
+            f"(torch.cuda.is_available() is False; this torch is {build}): run on a machine "
+            "with an NVIDIA GPU and a CUDA build of torch")
+    if index is not None and index >= torch.cuda.device_count():
+        raise DeviceUnavailable(f"--device cuda:{index}: torch sees only "
+                                f"{torch.cuda.device_count()} CUDA devices")
+    return torch.device("cuda" if index is None else f"cuda:{index}")
+
+
+def _cuda_settings(device) -> dict:
+    """On a CUDA device: which GPU, and the cuDNN settings that change float32 results."""
+    if getattr(device, "type", None) != "cuda":
+        return {}
+    return {"device_name": torch.cuda.get_device_name(device),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "cudnn.benchmark": torch.backends.cudnn.benchmark,
+            "cudnn.deterministic": torch.backends.cudnn.deterministic,
+            "cuda.matmul.allow_fp16_reduced_precision_reduction":
+                torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+            "cuda.matmul.allow_bf16_reduced_precision_reduction":
+                torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+            # Set, it overrides every TF32 switch of cuBLAS and cuDNN.
+            "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")}
+
+
 class TorchBackend(TableBackend):
     """``torch.nn.functional`` on torch's default device, channels first."""
 
@@ -225,7 +266,7 @@ class TorchBackend(TableBackend):
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.set_float32_matmul_precision("highest")
-        self.device = torch.get_default_device()
+        self.device = _device()
         self._dtype_reasons: dict[tuple[str, str, str], str | None] = {}
 
     def version(self) -> str:
@@ -238,6 +279,7 @@ class TorchBackend(TableBackend):
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "num_threads": torch.get_num_threads(),
             "device": str(self.device),
+            **_cuda_settings(self.device),
         }
 
     # ---- arrays and gradients ------------------------------------------------------------------
