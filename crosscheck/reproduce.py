@@ -1,9 +1,9 @@
 """Every copy-paste reproducer crosscheck prints: the CLI line, then Python that redoes it.
 
-:func:`run_snippet` redoes one comparison of ``crosscheck run`` (a backend's output on a
-case against the reference, under the same bound); :func:`result_snippet` picks the one for
-a run result (its first failing output, or its first output for a result with no comparison,
-so that the snippet reruns the backend and shows its error); :func:`conform_snippet` redoes
+:func:`run_snippet` redoes one verdict of ``crosscheck run`` (a backend on a case, judged
+by the runner itself) and leaves the backend's raw outputs and the reference at hand;
+:func:`result_snippet` picks the one for a run result (its first failing output's, or its
+first output's for a result with no comparison); :func:`conform_snippet` redoes
 one case of ``crosscheck conform`` on the target. Each snippet is self-contained: pasted
 into a Python prompt or ``python -c``, it runs (the tests run every kind).
 """
@@ -20,19 +20,19 @@ __all__ = ["run_snippet", "result_snippet", "conform_snippet"]
 
 
 def run_snippet(case_id: str, backend: str, output: str) -> str:
-    """The CLI line and a snippet that recompute one output's comparison with the reference."""
-    names = f"case_id={case_id!r}, backend={backend!r}, output={output!r}"
+    """The CLI line and a snippet that judge the backend on the case through the runner, as
+    ``crosscheck run`` does (the same bounds, declarations and checks), then call it once
+    more for its raw outputs: a backend that raised raises there, with its traceback."""
     return (
         f"# crosscheck run --case {case_id} --backends {backend}\n"
         "from crosscheck.backends import get_backend\n"
         "from crosscheck.cases import Case\n"
-        "from crosscheck.compare import compare\n"
-        "from crosscheck.runner import prepared\n"
+        "from crosscheck.runner import prepared, run_backend\n"
         f"case = Case.from_id({case_id!r})\n"
-        "inputs, ref, bounds = prepared(case)\n"
-        f"got = get_backend({backend!r}).run(case, inputs)\n"
-        f"print(compare(got[{output!r}], ref[{output!r}], bounds[{output!r}],\n"
-        f"              {names}).summary())\n"
+        f"backend = get_backend({backend!r})\n"
+        f"print(run_backend(case, {backend!r}, backend).summary())\n"
+        "inputs, ref, _ = prepared(case)\n"
+        f"got = backend.run(case, inputs)  # its outputs: got[{output!r}] against ref[{output!r}]\n"
     )
 
 
