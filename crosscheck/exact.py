@@ -64,8 +64,8 @@ def divisors(case) -> set[int]:
 
     ones = np.ones((1, *case.spatial, 1))
     # Window sums of ones count the real cells; the average divides that count by d.
-    count = ops._pool_call(F.avg_pool, (ones,), case.with_(divisor_override=1))
-    mean = ops._pool_call(F.avg_pool, (ones,), case)
+    count = ops.pool_call(F.avg_pool, (ones,), case.with_(divisor_override=1))
+    mean = ops.pool_call(F.avg_pool, (ones,), case)
     live = count > 0
     return {int(round(v)) for v in (count[live] / mean[live]).ravel()}
 

@@ -187,7 +187,9 @@ def _pool_fns(case):
                  for suffix in ("", "_backward", "_jvp", "_double_backward"))
 
 
-def _pool_call(fn, first, case, **extra):
+def pool_call(fn, first, case, **extra):
+    """``fn(*first, <case's kernel_size or output_size>, **<its options>, **extra)``: a call
+    of one of refcnn.functional's pool functions with ``case``'s parameters."""
     opts = pool_options(case)
     if "output_size" in opts:
         return fn(*first, opts.pop("output_size"), **extra)
@@ -197,16 +199,16 @@ def _pool_call(fn, first, case, **extra):
 def _pool_reference(case, inputs):
     fwd, bwd, jvp, bwd2 = _pool_fns(case)
     if case.direction == "backward":
-        return {"dx": _pool_call(bwd, (inputs.dy, inputs.x), case)}
+        return {"dx": pool_call(bwd, (inputs.dy, inputs.x), case)}
     if case.direction == "jvp":
-        return {"ty": _pool_call(jvp, (inputs.x, inputs.tx), case)}
+        return {"ty": pool_call(jvp, (inputs.x, inputs.tx), case)}
     if case.direction == "double_backward":
-        found = _pool_call(bwd2, (inputs.dy, inputs.x, inputs.gx), case)
+        found = pool_call(bwd2, (inputs.dy, inputs.x, inputs.gx), case)
         return dict(zip(("ddy", "dx"), found)) if "max" in case.family else {"ddy": found}
     if case.params.get("return_indices"):
-        y, idx = _pool_call(fwd, (inputs.x,), case, return_indices=True)
+        y, idx = pool_call(fwd, (inputs.x,), case, return_indices=True)
         return {"y": y, "indices": idx}
-    return {"y": _pool_call(fwd, (inputs.x,), case)}
+    return {"y": pool_call(fwd, (inputs.x,), case)}
 
 
 def _pool_magnitudes(case, inputs):
@@ -218,20 +220,20 @@ def _pool_magnitudes(case, inputs):
         # (exact), an average sums a window of it and divides, as the forward does.
         t = inputs.tx if case.direction == "jvp" else inputs.gx
         pooled = (0, np.zeros(inputs.dy.shape)) if is_max else \
-            (taps + 1, _pool_call(fwd, (_finite_abs(t),), case))
+            (taps + 1, pool_call(fwd, (_finite_abs(t),), case))
         if case.direction == "jvp":
             return {"ty": pooled}
         return {"ddy": pooled, "dx": (0, np.zeros(inputs.x.shape))} if is_max else \
             {"ddy": pooled}
     if case.direction == "forward":
         found = {"y": (0, np.zeros(inputs.dy.shape)) if is_max
-                 else (taps + 1, _pool_call(fwd, (_finite_abs(inputs.x),), case))}
+                 else (taps + 1, pool_call(fwd, (_finite_abs(inputs.x),), case))}
         if case.params.get("return_indices"):
             found["indices"] = (0, np.zeros(inputs.dy.shape))
         return found
     # Routing follows the real input (ties and NaN included); overlapping windows add up.
     x = inputs.x if is_max else _finite_abs(inputs.x)
-    return {"dx": (taps + (0 if is_max else 1), _pool_call(bwd, (np.abs(inputs.dy), x), case))}
+    return {"dx": (taps + (0 if is_max else 1), pool_call(bwd, (np.abs(inputs.dy), x), case))}
 
 
 def _window_terms(case) -> int:
