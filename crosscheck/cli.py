@@ -518,9 +518,9 @@ def check_device(device: str, names: list[str], stream=None) -> None:
     if refused:
         raise UsageError(f"--device {device}: {', '.join(refused)} cannot take a device (only "
                          f"{', '.join(DEVICE_BACKENDS)} do; refcnn runs on the CPU)")
-    if not any(n in DEVICE_BACKENDS for n in names):
-        raise UsageError(f"--device {device} needs one of {', '.join(DEVICE_BACKENDS)} in "
-                         "--backends")
+    if not any(n in DEVICE_BACKENDS or n not in REGISTRY for n in names):
+        raise UsageError(f"--device {device} needs one of {', '.join(DEVICE_BACKENDS)} (or a "
+                         "module:Class, which reads CROSSCHECK_DEVICE) in --backends")
     for name in names:
         if name not in REGISTRY:
             print(f"note: --device {device} is for torch and JAX; {name} chooses its own device "

@@ -528,7 +528,12 @@ def markdown_report(results, *, versions_: dict, meta: dict | None = None,
     backend_versions = ", ".join(f"{k} {v}" for k, v in versions_.get("backends", {}).items())
     w(f"Python {versions_.get('python')} on {versions_.get('platform')}; numpy "
       f"{versions_.get('numpy')}; backends: {backend_versions or 'none'}. "
-      f"Tolerance: {meta.get('tolerance', 'bound')}; reference: refcnn float64.\n\n")
+      f"Tolerance: {meta.get('tolerance', 'bound')}; reference: refcnn float64"
+      + (f"; device: {meta['device']}" if meta.get("device", "cpu") != "cpu" else "")
+      + (f"; shard {meta['shard']['index']}/{meta['shard']['count']} of "
+         f"{meta['shard']['selected_cases']} cases" if meta.get("shard") else "")
+      + (f"; merged from {len(meta['merged'])} reports" if meta.get("merged") else "")
+      + ".\n\n")
     rows = summary_rows(results)
     if len(rows) <= MAX_MARKDOWN_ROWS:
         w("## Summary\n\n")
