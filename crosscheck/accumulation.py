@@ -91,9 +91,10 @@ DECLARATIONS: tuple[Accumulation, ...] = (
             "rounding of a wide sum); "
             "y within 1 ulp, the backend adding the bias after the convolution's rounding "
             "(the bound's P term)",),
-        notes="Not db: jnp.sum of dy in float16 errs by 3.6 ulp and in bfloat16 by 22 ulp "
-              "on the probe (summed in the output dtype), within the plain bound. Not the "
-              "pools: reduce_window sums in the output dtype (4 ulp on 8x8 windows)."),
+        notes="Not db: the reduction of dy that transposes the bias's broadcast errs by 3.6 "
+              "ulp in float16 and 22 ulp in bfloat16 on the probe (summed in the output "
+              "dtype), within the plain bound. Not the pools: reduce_window sums in the output "
+              "dtype (4 ulp on 8x8 windows)."),
 )
 
 
