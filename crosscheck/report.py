@@ -45,7 +45,7 @@ FAMILIES = tuple(_TABLE)
 #: settings, and ``agreement`` is the op x direction x backend matrix.
 SCHEMA_VERSION = 3
 #: The summary's columns: ``no answer`` counts every status of :data:`ABORTED`.
-COUNTS = ("cases", "passed", "failed", "divergent", "unsupported", "no answer")
+COUNTS = ("cases", "passed", "failed", "divergent", "unsupported", "no answer", "mistrusted")
 
 
 # ---- versions ------------------------------------------------------------------------------------
@@ -108,6 +108,7 @@ class Row:
     divergent: int = 0
     unsupported: int = 0
     no_answer: int = 0  # crashed, exited, timeout, system-exit, ...
+    mistrusted: int = 0  # agreed, on a reference too degenerate to tell right from wrong
     worst_ratio: float = 0.0  # over passed and failed cases (not declared divergences)
 
     def add(self, result) -> None:
@@ -153,7 +154,8 @@ MAX_MARKDOWN_ROWS = 120
 MAX_MARKDOWN_REASONS = 30
 
 #: The agreement matrix's columns, in order.
-AGREEMENT = ("agree", "convention", "known bug", "failed", "no answer", "unsupported", "other")
+AGREEMENT = ("agree", "convention", "known bug", "failed", "no answer", "mistrusted",
+             "unsupported", "other")
 
 
 def agreement_class(result) -> str:
@@ -167,6 +169,8 @@ def agreement_class(result) -> str:
         return "failed"
     if status in ABORTED:
         return "no answer"
+    if status == "mistrusted":
+        return "mistrusted"
     return "unsupported" if status == "unsupported" else "other"
 
 
@@ -194,7 +198,7 @@ def _cell(row: dict) -> str:
     ``?1`` no answer; ``-`` when every case was unsupported."""
     parts = [str(row["agree"])] if row["agree"] else []
     for column, mark in (("convention", "+{}c"), ("known bug", "+{}b"), ("failed", "!{}"),
-                         ("no answer", "?{}")):
+                         ("no answer", "?{}"), ("mistrusted", "~{}m")):
         if row[column]:
             parts.append(mark.format(row[column]))
     return " ".join(parts) if parts else "-"
@@ -222,7 +226,7 @@ def agreement_table_text(results) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
 
     legend = ("cells: cases agreeing with the reference, +Nc declared conventions, +Nb known "
-              "bugs, !N failed, ?N no answer, - unsupported throughout")
+              "bugs, !N failed, ?N no answer, ~Nm mistrusted, - unsupported throughout")
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body), legend])
 
 
@@ -231,12 +235,14 @@ def verdict_line(results, complete: bool = True) -> str:
     counts = {c: 0 for c in AGREEMENT}
     for r in results:
         counts[agreement_class(r)] += 1
-    judged = sum(counts[c] for c in ("agree", "convention", "known bug", "failed", "no answer"))
+    judged = sum(counts[c] for c in ("agree", "convention", "known bug", "failed", "no answer",
+                                     "mistrusted"))
     bad = counts["failed"] + counts["no answer"]
     head = "FAIL" if bad else ("INCOMPLETE" if not complete else "PASS")
     return (f"{head}: {judged} results judged, {counts['agree']} agree, "
             f"{counts['convention']} declared conventions, {counts['known bug']} known bugs, "
-            f"{counts['failed']} failed, {counts['no answer']} without answer; "
+            f"{counts['failed']} failed, {counts['no answer']} without answer, "
+            f"{counts['mistrusted']} mistrusted; "
             f"{counts['unsupported']} unsupported.")
 
 
@@ -384,7 +390,7 @@ def _print_rich(rows: list[Row], stream, title: str) -> None:
                           "cases (at most 1 passes)")
     for col in ("op", "dir", "backend"):
         table.add_column(col, no_wrap=True)
-    for col in ("cases", "pass", "fail", "div", "unsup", "no answer", "worst"):
+    for col in ("cases", "pass", "fail", "div", "unsup", "no answer", "mistrusted", "worst"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         style = "red" if r.failed or r.no_answer else ("yellow" if r.divergent else None)
@@ -585,7 +591,7 @@ def _markdown_agreement(results) -> str:
     keys = sorted({(r["op"], r["direction"]) for r in matrix}, key=_op_order)
     out = ["## Agreement matrix\n",
            "Cases agreeing with the reference; +Nc declared conventions, +Nb known bugs, "
-           "!N failed, ?N no answer, - unsupported throughout.\n",
+           "!N failed, ?N no answer, ~Nm mistrusted, - unsupported throughout.\n",
            "| op | direction | " + " | ".join(backends) + " |",
            "|---|---|" + "--:|" * len(backends)]
     out += [f"| {op} | {d} | " + " | ".join(cells.get((op, d, b), "") for b in backends) + " |"
