@@ -1,7 +1,7 @@
 """The cross-framework sweep: every case on every backend, judged by the rounding bound.
 
 The case list is ``crosscheck.sweeps.sweep(size)`` with the size from
-``CROSSCHECK_SWEEP`` (smoke, default, full); one parametrized test covers every
+``CROSSCHECK_SWEEP`` (smoke by default; default, full, networks); one parametrized test covers every
 op of the table in every direction. Ids are ``backend-caseid``, so ``-k jax``
 selects JAX and ``-k conv2d-bwd`` the 2-D conv gradients. A declared divergence
 is an xfail that names it, an unsupported case a skip that says why.
@@ -16,7 +16,9 @@ from crosscheck.runner import run_backend, run_case
 from crosscheck.sweeps import size_from_env, sweep
 from sweep_helpers import SWEEP_BACKENDS, case_params, load_backend
 
-CASES = sweep(size_from_env())
+# The smoke sweep by default, so the README's test command stays a few minutes on two cores;
+# `crosscheck run` (CI's main job) judges the default sweep, CROSSCHECK_SWEEP picks another.
+CASES = sweep(size_from_env("smoke"))
 
 
 @pytest.mark.parametrize(("case", "backend_name"), case_params(CASES))
