@@ -604,9 +604,12 @@ def _limit_threads(threads: int) -> None:
 
 
 def _run_chunk(chunk):
+    from crosscheck.bounded import compact, recycle
     from crosscheck.runner import run_case
 
-    return [(i, run_case(case, _worker_backends, _worker_mode)) for i, case in chunk]
+    done = [(i, compact(run_case(case, _worker_backends, _worker_mode))) for i, case in chunk]
+    recycle(_worker_backends.values())  # a chunk holds its compile keys whole
+    return done
 
 
 class RunState:
@@ -649,17 +652,20 @@ def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_cas
     ``backends`` is keyed by what ``--backends`` named; ``labels`` renames results for the
     reports (:func:`backend_labels`).
     """
+    from crosscheck.bounded import Recycler, compact
     from crosscheck.runner import run_case
 
     labels = labels or {}
 
     chunks = geometry_chunks(cases, jobs) if jobs > 1 else []
     if jobs <= 1 or len(chunks) <= 1:
+        recycler = Recycler(cases, backends.values())  # memory flat however long the sweep
         for i, case in enumerate(cases):
             state.in_flight = f"case {case.id}"
-            results = relabel(run_case(case, backends, mode), labels)
+            results = compact(relabel(run_case(case, backends, mode), labels))
             state.add(i, results)
             state.in_flight = None
+            recycler.after(i)
             if on_case:
                 on_case(results)
         return
@@ -680,7 +686,7 @@ def execute(cases, backends: dict, mode: str, jobs: int, state: RunState, on_cas
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 for i, results in future.result():
-                    relabel(results, labels)
+                    compact(relabel(results, labels))  # strings shared again after pickling
                     state.add(i, results)
                     if on_case:
                         on_case(results)
@@ -770,7 +776,7 @@ def _run(args, cases, timeout, isolate_builtins, report) -> int:
         meta["shard"] = args.shard_meta
     state = RunState(len(cases))
     started = time.perf_counter()
-    last_flush = [time.monotonic()]
+    last_flush = [time.monotonic(), 0.0]  # when the JSON was last written, and how long it took
     log = None
     if args.json:
         meta["jsonl"] = report.jsonl_path(args.json)
@@ -828,10 +834,12 @@ def _run(args, cases, timeout, isolate_builtins, report) -> int:
         if log is not None:
             log.write(results)  # on disk (flushed) as soon as judged
         progress.advance(1, failed=len(report.failures(results)))
-        # Keep the JSON on disk current too, so even a killed run leaves a report behind.
-        if args.json and time.monotonic() - last_flush[0] > 60:
-            last_flush[0] = time.monotonic()
+        # Keep the JSON on disk current too, so even a killed run leaves a report behind;
+        # at most a twentieth of the run goes on it (a sweep's report takes seconds to write).
+        if args.json and time.monotonic() - last_flush[0] > max(60, 20 * last_flush[1]):
+            began = time.monotonic()
             write_reports(final=False)
+            last_flush[:] = [time.monotonic(), time.monotonic() - began]
 
     try:
         with progress:

@@ -461,6 +461,12 @@ class Progress:
 def json_report(results, *, versions_: dict, meta: dict | None = None) -> dict:
     """``{"schema_version", "versions", "summary", "results", ...}`` with every discrepancy
     field; ``meta`` (the command, ``complete``, ``stopped``, ...) at the top level."""
+    return {**_json_head(results, versions_, meta),
+            "results": [r.to_dict(slim=True) for r in results]}
+
+
+def _json_head(results, versions_: dict, meta: dict | None) -> dict:
+    """Everything of :func:`json_report` but its results."""
     return {
         "schema_version": SCHEMA_VERSION,
         "versions": versions_,
@@ -468,13 +474,22 @@ def json_report(results, *, versions_: dict, meta: dict | None = None) -> dict:
         "verdict": verdict_line(results, (meta or {}).get("complete", True)),
         "summary": backend_summary(results),
         "agreement": agreement_matrix(results),
-        "results": [r.to_dict(slim=True) for r in results],
     }
 
 
 def write_json(path, results, *, versions_: dict, meta: dict | None = None) -> None:
-    atomic_write(path, json.dumps(json_report(results, versions_=versions_, meta=meta),
-                                   separators=(",", ":"), default=str))
+    """:func:`json_report` as compact JSON (the very bytes of ``json.dumps`` of it), written
+    result by result, so that a sweep's report never sits in memory whole."""
+    def dumps(obj) -> str:
+        return json.dumps(obj, separators=(",", ":"), default=str)
+
+    def parts():
+        yield dumps(_json_head(results, versions_, meta))[:-1] + ',"results":['
+        for n, r in enumerate(results):
+            yield ("," if n else "") + dumps(r.to_dict(slim=True))
+        yield "]}"
+
+    atomic_write(path, parts())
 
 
 def jsonl_path(json_path) -> str:
@@ -811,14 +826,24 @@ def write_plot(path, results, *, title: str = "crosscheck: worst error / bound p
 
 
 # ---- files ---------------------------------------------------------------------------------------
-def atomic_write(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
+def atomic_write(path, text) -> None:
+    """Write ``text`` (a string, or strings one after another) to ``path`` through a temporary
+    file, so a reader never sees half of it."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            if isinstance(text, str):
+                fh.write(text)
+            else:
+                for part in text:
+                    fh.write(part)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)
 
 

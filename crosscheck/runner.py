@@ -118,7 +118,9 @@ def prepared(case: Case, mode: str = "bound"):
     return inputs, ref, tolerance.bounds(case, inputs, ref, mode)
 
 
-@functools.lru_cache(maxsize=512)
+# Bound arrays are as large as the outputs, and an entry keeps prepared()'s alive after it
+# has dropped them: a few cases' worth (one entry per accumulator declared), like prepared().
+@functools.lru_cache(maxsize=32)
 def _bounds(case: Case, mode: str, accumulator_key) -> dict:
     """The bounds of ``case`` for a backend declaring ``accumulator_key``
     (:func:`accumulation.key`), from the cached plain ones."""

@@ -517,3 +517,21 @@ class TensorflowBackend(TableBackend):
         except Exception:  # noqa: BLE001 - not a refusal: run() shows it as the case's failure
             return None
         return None
+
+    # ---- memory over a long run (crosscheck.bounded) --------------------------------------------
+    def compiled_count(self) -> int:
+        """Geometries (per direction) met since the last :meth:`clear_compiled`: their refusals
+        are learned, and TensorFlow's eager kernel cache grows with them."""
+        return len(self._refused)
+
+    def clear_compiled(self) -> None:
+        """Forget the learned refusals (relearned on a geometry's next case) and drop
+        TensorFlow's cached eager kernels, which a long sweep would otherwise keep growing.
+        A runner calls it between compile keys."""
+        from tensorflow.python.eager import context  # private, as TF offers no public call
+
+        self._refused.clear()
+        try:
+            context.context().clear_kernel_cache()
+        except AttributeError:  # moved in another TensorFlow version: the refusals went anyway
+            pass

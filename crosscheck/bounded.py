@@ -1,0 +1,109 @@
+"""What keeps a long run's memory flat: compact results and recycled compiled functions.
+
+The full sweep judges hundreds of thousands of results and compiles thousands of
+geometries; 0.1.0 crashed on it once its live JAX executables had used up the
+process's memory maps (``vm.max_map_count``). A run therefore
+
+* keeps each result trimmed by :func:`compact` to what the reports read: no outputs, and
+  for a result the reports print slim (passed or unsupported, see
+  :meth:`crosscheck.runner.CaseResult.to_dict`) no reproducer per output (its case id
+  reruns it: ``crosscheck run --case ID``); strings that repeat from result to result
+  (case ids, bounds, unsupported reasons) are shared. Verdicts, figures and reasons are
+  untouched;
+* drops every backend's compiled functions (``clear_compiled()``, where a backend has
+  it: JAX's executables, TensorFlow's kernels) once :data:`RECYCLE_AT` of them are alive,
+  at a point of the case list where no compile key is left unfinished
+  (:class:`Recycler`), so that nothing is compiled twice.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+from crosscheck.statuses import Status
+
+__all__ = ["SLIM", "RECYCLE_AT", "compact", "Recycler", "recycle"]
+
+#: Statuses whose results the reports write without reproducers or spec.
+SLIM = (Status.PASSED, Status.UNSUPPORTED)
+
+#: Compiled functions alive (JAX's count, both layouts) at which a run drops them all.
+RECYCLE_AT = 64
+
+
+def compact(results: list) -> list:
+    """Trim ``results`` (of one or more cases) in place for keeping; returns them."""
+    for r in results:
+        r.outputs = None
+        r.backend = _share(r.backend)
+        if r.status == Status.UNSUPPORTED and r.reason:
+            r.reason = _share(r.reason)
+        if r.status in SLIM and r.discrepancies:
+            r.discrepancies = [_slim(d, r.backend) for d in r.discrepancies]
+    return results
+
+
+def _slim(d, backend: str):
+    if not d.reproduce and d.backend is backend:
+        return d
+    return replace(d, case_id=_share(d.case_id), backend=backend, output=_share(d.output),
+                   bound=_share(d.bound), reproduce="")
+
+
+def _share(text):
+    return sys.intern(text) if type(text) is str else text
+
+
+def alive(backends) -> int:
+    """The most compiled functions any of ``backends`` holds (0 for those that do not say)."""
+    counts = [_call(be, "compiled_count") for be in backends]
+    return max([c for c in counts if isinstance(c, int)], default=0)
+
+
+def recycle(backends, at: int | None = None) -> bool:
+    """``clear_compiled()`` on every backend that has it, when ``at`` (default
+    :data:`RECYCLE_AT`) or more compiled functions are alive; whether it did. Call it only
+    between compile keys: a key's next case would compile again."""
+    backends = list(backends)
+    if alive(backends) < (RECYCLE_AT if at is None else at):
+        return False
+    for be in backends:
+        _call(be, "clear_compiled")
+    return True
+
+
+class Recycler:
+    """Calls :func:`recycle` after the cases of a case list where that compiles nothing
+    twice: where every compile key met so far has had its last case.
+
+    ``after(i)`` is called once the ``i``-th case is done, in order.
+    """
+
+    def __init__(self, cases, backends):
+        self.backends = list(backends)
+        self._last: dict[str, int] = {}
+        self._keys = []
+        for i, case in enumerate(cases):
+            key = case.compile_key
+            self._keys.append(key)
+            self._last[key] = i
+        self._open_until = -1
+        self.recycled = 0
+
+    def after(self, i: int) -> bool:
+        self._open_until = max(self._open_until, self._last[self._keys[i]])
+        if i < self._open_until or not recycle(self.backends):
+            return False
+        self.recycled += 1
+        return True
+
+
+def _call(backend, method):
+    fn = getattr(backend, method, None)
+    if not callable(fn):
+        return None
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - recycling saves memory; it never fails a run
+        return None
