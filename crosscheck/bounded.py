@@ -13,17 +13,25 @@ process's memory maps (``vm.max_map_count``). A run therefore
 * drops every backend's compiled functions (``clear_compiled()``, where a backend has
   it: JAX's executables, TensorFlow's kernels) once :data:`RECYCLE_AT` of them are alive,
   at a point of the case list where no compile key is left unfinished
-  (:class:`Recycler`), so that nothing is compiled twice.
+  (:class:`Recycler`), so that nothing is compiled twice;
+* holds its results in a :class:`ResultStore`: a case whose results are all slim is
+  pickled to an unlinked temporary file, and only its place there stays in memory (the
+  others, failures and declared divergences, which the reports detail, stay as they are).
+  Reports read the results back, in case order, each time they go over them.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
+import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 
 from crosscheck.statuses import Status
 
-__all__ = ["SLIM", "RECYCLE_AT", "compact", "Recycler", "recycle"]
+__all__ = ["SLIM", "RECYCLE_AT", "compact", "Recycler", "recycle", "ResultStore"]
 
 #: Statuses whose results the reports write without reproducers or spec.
 SLIM = (Status.PASSED, Status.UNSUPPORTED)
@@ -107,3 +115,95 @@ def _call(backend, method):
         return fn()
     except Exception:  # noqa: BLE001 - recycling saves memory; it never fails a run
         return None
+
+
+class ResultStore:
+    """Each case's results by its index in the case list, in memory only where they are not
+    all slim (:data:`SLIM`); the rest pickled to an unlinked temporary file.
+
+    ``store[i] = results``, ``len(store)`` (cases stored), ``i in store``, iteration over
+    the indices, and :meth:`results` (every result, in case order).
+    """
+
+    def __init__(self):
+        self._entries: dict[int, list | tuple[int, int]] = {}
+        self._results = 0
+        self._file = None
+        self._end = 0
+
+    def __setitem__(self, index: int, results: list) -> None:
+        results = list(results)
+        old = self._entries.get(index)
+        if old is not None:
+            self._results -= len(old) if isinstance(old, list) else old[2]
+        self._results += len(results)
+        if results and all(r.status in SLIM for r in results):
+            data = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="crosscheck-results-")
+            os.pwrite(self._file.fileno(), data, self._end)
+            self._entries[index] = (self._end, len(data), len(results))
+            self._end += len(data)
+        else:
+            self._entries[index] = results
+
+    def __getitem__(self, index: int) -> list:
+        entry = self._entries[index]
+        if isinstance(entry, list):
+            return entry
+        offset, length, _ = entry
+        return pickle.loads(os.pread(self._file.fileno(), length, offset))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, index) -> bool:
+        return index in self._entries
+
+    def __iter__(self):
+        return iter(list(self._entries))
+
+    def spilled_bytes(self) -> int:
+        """Bytes of pickled results in the temporary file."""
+        return self._end
+
+    def results(self) -> Results:
+        """Every result stored now, in case order (read back on each pass over them)."""
+        return Results(self, sorted(self._entries), self._results)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Results(Sequence):
+    """The results of a :class:`ResultStore` as a read-only sequence, in case order; each pass
+    reads the spilled ones back (so none of them stays in memory between passes)."""
+
+    def __init__(self, store: ResultStore, indices: list[int], count: int):
+        self._store, self._indices, self._count = store, indices, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        for i in self._indices:
+            yield from self._store[i]
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return list(self)[k]
+        if k < 0:
+            k += self._count
+        if not 0 <= k < self._count:
+            raise IndexError(k)
+        for n, r in enumerate(self):
+            if n == k:
+                return r
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, (list, tuple, Results)) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"<{self._count} results of {len(self._indices)} cases>"

@@ -620,8 +620,11 @@ class RunState:
     """
 
     def __init__(self, total: int):
+        from crosscheck.bounded import ResultStore
+
         self.total = total
-        self.by_index: dict[int, list] = {}
+        # Case index -> its results; the all-passed ones wait on disk (memory stays flat).
+        self.by_index = ResultStore()
         self.stopped: str | None = None
         self.stop_reason: str | None = None
         self.in_flight: str | None = None
@@ -636,8 +639,9 @@ class RunState:
         self.by_index[index] = results
 
     @property
-    def results(self) -> list:
-        return [r for i in sorted(self.by_index) for r in self.by_index[i]]
+    def results(self):
+        """Every result so far in case order: a sequence that reads them back per pass."""
+        return self.by_index.results()
 
     @property
     def complete(self) -> bool:

@@ -162,3 +162,45 @@ def test_tensorflow_clear_compiled_relearns_and_agrees():
     after = be.run(case, make_inputs(case))
     for k in before:
         np.testing.assert_array_equal(before[k], after[k])
+
+
+def test_result_store_spills_passed_cases_and_reads_them_back_in_case_order():
+    backends = {"refcnn": RefcnnBackend(), "off": OffByOne()}
+    cases = [c for c in sweep("smoke") if c.family == "max_pool" and c.dtype == "float64"][:6]
+    by_case = [bounded.compact(run_case(c, {"refcnn": backends["refcnn"]})) for c in cases]
+    by_case[2] = bounded.compact(run_case(cases[2], backends))  # a failure: kept in memory
+    assert {r.status for r in by_case[2]} == {Status.PASSED, Status.FAILED}
+    store, spilled = bounded.ResultStore(), []
+    for i in (3, 0, 5, 2, 1, 4):  # in any order, as workers finish
+        store[i] = by_case[i]
+        spilled.append(store.spilled_bytes())
+    assert len(store) == 6 and 2 in store and sorted(store) == list(range(6))
+    assert spilled[3] == spilled[2] < spilled[4]  # the failing case stays in memory
+    assert store[2] == by_case[2]
+    expected = [r.to_dict(slim=True) for rs in by_case for r in rs]
+    results = store.results()
+    assert len(results) == len(expected) and store.spilled_bytes() > 0
+    assert [r.to_dict(slim=True) for r in results] == expected  # every pass the same
+    assert [r.to_dict(slim=True) for r in results] == expected
+    assert results[-1].to_dict(slim=True) == expected[-1] and results[1:3] == list(results)[1:3]
+    store[0] = by_case[0][:1]  # a case stored again replaces its results
+    assert len(store.results()) == len(expected) - len(by_case[0]) + 1
+    store.close()
+
+
+def test_result_store_memory_stays_flat():
+    import tracemalloc
+
+    case = POOL.with_(direction="backward")
+    results = bounded.compact(run_case(case, {"refcnn": RefcnnBackend()}))
+    store = bounded.ResultStore()
+    tracemalloc.start()
+    for i in range(200):
+        store[i] = results
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(200, 2200):
+        store[i] = results
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown / 2000 < 300, f"{grown / 2000:.0f} bytes kept per stored case"
+    store.close()
