@@ -153,9 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tolerance", choices=TOLERANCE_MODES, default="bound",
                      help="per-element rounding bound, or torch's/JAX's fixed defaults "
                           "(default: %(default)s)")
-    run.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
+    run.add_argument("--jobs", "-j", type=_jobs, default="auto", metavar="N",
                      help="worker processes; cases are chunked by geometry so compiled "
-                          "functions are reused (default: 1)")
+                          "functions are reused (default: auto: one per core for a sweep "
+                          f"of {AUTO_JOBS_MIN_KEYS} or more compile keys on the CPU, else 1)")
     run.add_argument("--timeout", type=_non_negative_float, default=DEFAULT_TIMEOUT,
                      metavar="SECONDS",
                      help="per-case time limit of each backend that runs in a worker process "
@@ -354,6 +355,10 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
+
+
+def _jobs(text: str):
+    return "auto" if text == "auto" else _positive_int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -574,6 +579,25 @@ def geometry_chunks(cases, jobs: int) -> list[list[tuple[int, object]]]:
     return chunks
 
 
+#: Compile keys from which ``--jobs auto`` starts a worker per core: each worker spends
+#: seconds importing the frameworks, a compile key costs JAX about half a second.
+AUTO_JOBS_MIN_KEYS = 200
+
+
+def auto_jobs(cases, device: str = "cpu") -> int:
+    """``--jobs auto``: one worker per core the process may use, for a run of
+    :data:`AUTO_JOBS_MIN_KEYS` or more compile keys on the CPU; 1 otherwise (a small run, or
+    one accelerator that workers would share)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if device != "cpu" or cores < 2 or \
+            len({c.compile_key for c in cases}) < AUTO_JOBS_MIN_KEYS:
+        return 1
+    return cores
+
+
 _worker_backends: dict = {}
 _worker_mode = "bound"
 
@@ -736,6 +760,8 @@ def cmd_run(args) -> int:
                            "selected_cases": selected, "positions": positions}
     from crosscheck.backends import DEVICE_ENV
 
+    if args.jobs == "auto":
+        args.jobs = auto_jobs(cases, args.device)
     if args.backends is None and args.device != "cpu":
         # Only the backends that take a device, and the reference's own.
         args.backends = ",".join(("refcnn", *DEVICE_BACKENDS))
