@@ -13,7 +13,8 @@ process's memory maps (``vm.max_map_count``). A run therefore
 * drops every backend's compiled functions (``clear_compiled()``, where a backend has
   it: JAX's executables, TensorFlow's kernels) once :data:`RECYCLE_AT` of them are alive,
   at a point of the case list where no compile key is left unfinished
-  (:class:`Recycler`), so that nothing is compiled twice;
+  (:class:`Recycler`), so that nothing is compiled twice, and hands the freed heap back
+  to the system;
 * holds its results in a :class:`ResultStore`: a case whose results are all slim is
   pickled to an unlinked temporary file, and only its place there stays in memory (the
   others, failures and declared divergences, which the reports detail, stay as they are).
@@ -78,7 +79,26 @@ def recycle(backends, at: int | None = None) -> bool:
         return False
     for be in backends:
         _call(be, "clear_compiled")
+    _trim()
     return True
+
+
+def _trim() -> None:
+    """Hand the heap's free pages back to the system (glibc), which the freed executables
+    would otherwise leave scattered over it: without it the resident size creeps up."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 class Recycler:
