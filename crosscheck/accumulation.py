@@ -24,7 +24,8 @@ method (the worker is not asked); it gets the plain bound, which is safe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,7 +39,11 @@ _CONV_OUTPUTS = {"forward": ("y",), "backward": ("dx", "dw", "db"), "jvp": ("ty"
 @dataclass(frozen=True)
 class Accumulation:
     """One declaration: ``backend`` (a family) sums ``families`` in ``dtypes`` in
-    ``accumulator`` for the outputs ``outputs[direction]``, as ``evidence`` shows."""
+    ``accumulator`` for the outputs ``outputs[direction]``, as ``evidence`` shows.
+
+    ``when``, if given, narrows it to the cases for which it is true (the framework takes
+    another code path on the rest); ``probe`` is what :func:`probe_case` needs changed
+    (``Case.with_``) to land in that scope."""
 
     backend: str
     families: tuple[str, ...]
@@ -48,13 +53,36 @@ class Accumulation:
     evidence: tuple[str, ...]
     notes: str = ""
     ranks: tuple[int, ...] = (1, 2, 3)
+    when: Callable[[Case], bool] | None = field(default=None, compare=False)
+    probe: dict = field(default_factory=dict)
 
     def covers(self, case: Case) -> tuple[str, ...]:
         """The outputs of ``case`` this declaration covers (empty when none)."""
         if case.family not in self.families or case.dtype not in self.dtypes or \
-                case.rank not in self.ranks:
+                case.rank not in self.ranks or (self.when is not None and not self.when(case)):
             return ()
         return tuple(n for n in self.outputs.get(case.direction, ()) if n in case.output_names())
+
+
+def _torch_slow_transpose(case: Case) -> bool:
+    """A transposed conv with output_padding >= stride on some axis: torch's CPU dispatch
+    keeps it from oneDNN (``ConvParams::is_output_padding_big``) for
+    ``slow_conv_transpose{2,3}d``, a float32 gemm over C_in per kernel tap whose columns
+    are rounded to the output dtype and then added tap by tap in it (col2im)."""
+    return case.family == "conv_transpose" and any(
+        q >= s for q, s in zip(case.output_padding, case.stride))
+
+
+def _torch_onednn_conv(case: Case) -> bool:
+    return not _torch_slow_transpose(case)
+
+
+def _torch_not_mean_double_backward(case: Case) -> bool:
+    """Not the double backward of an adaptive average pool to output size 1, which torch
+    computes as a mean: its ddy sums ``gx / L`` terms each rounded to the output dtype
+    (exact only when L is a power of 2)."""
+    return not (case.family == "adaptive_avg_pool" and case.direction == "double_backward"
+                and set(case.output_size) == {1})
 
 
 DECLARATIONS: tuple[Accumulation, ...] = (
@@ -69,7 +97,29 @@ DECLARATIONS: tuple[Accumulation, ...] = (
             "accumulator-aware bound (bfloat16 convs stay under the known bug "
             "torch_cpu_bf16_conv)"),
         notes="jvp's ty and double backward's ddy are sums of two convolutions and a bias, "
-              "each rounded to the output dtype (measured up to 1.5 ulp): the bound's P term."),
+              "each rounded to the output dtype (measured up to 1.5 ulp): the bound's P term. "
+              "Transposed convs with output_padding >= stride are the next declaration's.",
+        when=_torch_onednn_conv),
+    Accumulation(
+        "torch", ("conv_transpose",), HALF, "float32",
+        {"backward": ("dx", "db"), "double_backward": ("dx", "dw")},
+        evidence=(
+            "measured: torch 2.13 CPU, probe_case with stride 1, dilation 2, output_padding "
+            "1 in 1-D, 2-D and 3-D: the backward's dx and db and the double backward's dx "
+            "and dw within 0.5 ulp of the exact result in float16 and bfloat16 (one gemm "
+            "per batch element, or oneDNN, then one rounding)",
+            "measured: y is bit for bit a float32 sum over C_in per kernel tap rounded to "
+            "the output dtype, the taps then added in the output dtype (an emulation matches "
+            "torch on every element of the 1-D probe, with 64 channels and 3 taps, 4 and 8, "
+            "or 1 and 16), 1.3 to 2.1 ulp off the exact result where one rounding is 0.5"),
+        notes="Not y, ty or ddy (col2im adds the taps in the output dtype: the full sweep's "
+              "conv_transpose2d-fwd-n1h8w8c2o8-k1x3-s2x1-p0.0.1.1-op0x1-d1x3-g1-nobias-"
+              "bfloat16-s2 errs by 133 times the float32 bound, 0.08 of the plain one; ddy "
+              "1.1 times the float32 bound on probe_inputs with 1 channel and 8x8 taps), nor "
+              "the backward's dw (added into the output dtype batch element by batch element: "
+              "6.2 times the float32 bound on conv_transpose3d-bwd-n3d4h5w3c8o8-k2x3x1-s3x1x1-"
+              "p0.0.0.0.0.0-op0x2x1-d2x3x2-g8-bfloat16-s1): those get the plain bound.",
+        when=_torch_slow_transpose, probe=dict(stride=1, dilation=2, output_padding=1)),
     Accumulation(
         "torch", ("avg_pool", "adaptive_avg_pool"), HALF, "float32",
         {"forward": ("y",), "jvp": ("ty",), "double_backward": ("ddy",)}, ranks=(1, 2),
@@ -80,7 +130,12 @@ DECLARATIONS: tuple[Accumulation, ...] = (
         notes="Not adaptive_avg_pool3d: it sums in the output dtype (11 ulp in float16, 69 "
               "in bfloat16 on the probe); torch has no float16/bfloat16 avg_pool3d on CPU. "
               "Not the backward: avg_pool2d's dx adds dy/divisor terms rounded to the "
-              "output dtype (measured 1.25 ulp), which the plain bound covers."),
+              "output dtype (measured 1.25 ulp), which the plain bound covers. Not the double "
+              "backward's ddy of an adaptive pool to output size 1, which torch runs as a "
+              "mean: ddy is bit for bit a float32 sum of gx / L each rounded to the output "
+              "dtype (measured on 60 elements per L in 1-D and 2-D), 13 times the float32 "
+              "bound on the full sweep's adaptive_avg_pool1d-bwd2-n2l5c1-a1-bfloat16-s0.",
+        when=_torch_not_mean_double_backward),
     Accumulation(
         "jax", ("conv", "conv_transpose"), HALF, "float32",
         {"forward": ("y",), "backward": ("dx", "dw"), "jvp": ("ty",),

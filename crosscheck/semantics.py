@@ -89,13 +89,23 @@ def _tie_order_differs(case: Case) -> bool:
 
 
 def _unit_stride_max_pool(case: Case) -> bool:
-    """A max pool with unit strides and dilations asking for indices, or padded off 2-D."""
+    """A max pool with unit strides and dilations that onnx.reference's older pooling
+    routine gets wrong: asking for indices; padded off 2-D (auto_pad SAME_* too); padded in
+    2-D with ceil_mode, or with the H axis's pad after unequal to the W axis's pad before
+    (the routine reads ONNX's [H0, W0, H1, W1] as [H0, H1, W0, W1], so only then is it
+    right)."""
     from crosscheck import geometry
 
     if case.family != "max_pool" or set(case.stride) != {1} or set(case.dilation) != {1}:
         return False
-    padded = any(a or b for a, b in geometry.explicit_pads(case))
-    return case.return_indices or (case.rank != 2 and padded)
+    if case.return_indices:
+        return True
+    if isinstance(case.padding, str):  # the node has auto_pad, no pads
+        return case.rank != 2 and case.padding != "valid"
+    pads = geometry.explicit_pads(case)
+    if not any(a or b for a, b in pads):
+        return False
+    return case.rank != 2 or case.ceil_mode or pads[0][1] != pads[1][0]
 
 
 def _tensorflow_argmax(case: Case) -> bool:
@@ -357,15 +367,20 @@ DIFFERENCES: tuple[Difference, ...] = (
         "tensorflow_onednn_conv_empty_batch",
         "TensorFlow's oneDNN convolution returns the input's shape for an empty batch",
         {"refcnn": "(0, *out, C_out)",
-         "tensorflow": "(0, *spatial, C_in) from the oneDNN 1-D/2-D kernels (known bug)"},
+         "tensorflow": "(0, *spatial, C_in) from the oneDNN 1-D, 2-D and 3-D kernels "
+                       "(known bug)"},
         sources=("docs/bugs/tensorflow_onednn_conv_empty_batch.py",
                  "tensorflow PR #112639 (closed; allocates the computed shape in oneDNN's "
-                 "zero-element early return)", "tensorflow PR #30968 (the same fix for Conv3D)"),
+                 "zero-element early return)",
+                 "tensorflow PR #30968 (merged 2019: the same fix for Conv3D, which is wrong "
+                 "again in tensorflow 2.21.0)"),
         notes="float32, float16 and bfloat16 convolutions go to oneDNN (TF_ENABLE_ONEDNN_OPTS "
-              "defaults on); float64 and TF_ENABLE_ONEDNN_OPTS=0 give the right shape.",
+              "defaults on); float64 and TF_ENABLE_ONEDNN_OPTS=0 give the right shape. "
+              "Found in 3-D by the full sweep: conv3d-fwd-n0d3h4w4c2o8-k3x3x2-s1x2x3-"
+              "p0.3.2.1.0.2-d1x1x1-g1-float32-s0 returns (0, 6, 7, 6, 2) for (0, 4, 3, 2, 8).",
         known_bug=True,
         match=lambda case: (case.family == "conv" and case.direction == "forward"
-                            and case.n == 0 and case.rank < 3 and case.dtype != "float64"),
+                            and case.n == 0 and case.dtype != "float64"),
     ),
     Difference(
         "onnxruntime_maxpool_neginf_lowest",
@@ -431,10 +446,22 @@ DIFFERENCES: tuple[Difference, ...] = (
         "onnx_reference_maxpool_unit_stride",
         "onnx.reference's MaxPool with unit strides and dilations: pads and Indices wrong",
         {"refcnn": "torch's windows and indices",
-         "onnx": "pads ignored off 2-D (IndexError); Indices from the output shape (known bug)"},
-        sources=("docs/bugs/onnx_reference_maxpool_unit_stride.py",),
-        notes="op_max_pool.py hands these to _op_common_pool.py, which pads only 2-D inputs "
-              "and turns a window's argmax into an index with the output shape.",
+         "onnx": "pads ignored off 2-D (IndexError); 2-D pads read in the wrong order and "
+                 "counted twice by ceil_mode (wrong shape, or ValueError on a window of "
+                 "padding only); Indices from the output shape (known bug)"},
+        sources=("docs/bugs/onnx_reference_maxpool_unit_stride.py",
+                 "onnx/reference/ops/_op_common_pool.py (CommonPool._run: pad_top, "
+                 "pad_bottom, pad_left, pad_right = pads)",
+                 "no onnx issue found (searched: reference MaxPool pads order, unit stride, "
+                 "zero-size array)"),
+        notes="op_max_pool.py hands these to _op_common_pool.py, which pads only 2-D inputs, "
+              "reads ONNX's pads [H0, W0, H1, W1] as [H0, H1, W0, W1] (H gets (H0, W0), W "
+              "(H1, W1)), adds the pads again to the padded size under ceil_mode, pads with NaN "
+              "and drops NaN (np.max of an empty window: 'zero-size array to reduction "
+              "operation maximum'), and turns a window's argmax into an index with the output "
+              "shape. Found in 2-D by the full sweep: max_pool2d-fwd-n2h12w12c1-k4x1-s1x1-"
+              "p2.2.0.0-d1x1-float64-s0 raises (W padded by (2, 0)), max_pool2d-fwd-n2h9w9c1-"
+              "k3x3-s1x1-p0.0.1.1-d1x1-float64-s0 gives (2, 8, 8, 1) for (2, 7, 9, 1).",
         known_bug=True,
         match=lambda case: _unit_stride_max_pool(case),
     ),

@@ -29,8 +29,10 @@ users call:
   ``'VALID'`` output cropped (a
   transposed conv's padding only crops its full output, so this is the same computation).
 * max pooling: ``tf.nn.max_pool{1,2,3}d``; the case's pads plus ceil_mode's extra cells at the
-  end (never counted, so exact) run as ``'VALID'``/``'SAME'`` when they equal TensorFlow's
-  split, else explicitly (1-D and 2-D) or by ``tf.pad`` with -inf (3-D). Indices from
+  end (never counted, so exact), the pad after cut to the cells the windows reach (a window
+  ceil_mode drops must not fit, and explicit pads must be smaller than the window), run as
+  ``'VALID'``/``'SAME'`` when they equal TensorFlow's split, else explicitly (1-D and 2-D)
+  or by ``tf.pad`` with -inf (3-D). Indices from
   ``tf.nn.max_pool_with_argmax`` (2-D; 1-D over a unit axis; no 3-D or dilated op), whose
   index ``(h * W + w) * C + c`` becomes torch's per-plane ``h * W + w``; a case asking for
   indices differentiates that op, or ``tf.nn.max_pool`` where it does not exist.
@@ -187,12 +189,20 @@ def _conv_unsupported(case: Case) -> str | None:
 
 # ---- pooling -------------------------------------------------------------------------------------
 def _pool_axes(case: Case):
-    """Per axis: (size, kernel, stride, dilation, pads, ceil_mode's extra cells, output size)."""
+    """Per axis: (size, kernel, stride, dilation, pads, ceil_mode's extra cells, output size).
+
+    The pad after is cut to the cells the windows reach: ``'VALID'`` over the padded size
+    (and TensorFlow's explicit padding) counts every window that fits, so padding that only
+    a window ceil_mode drops would reach must not be there, and TensorFlow's explicit
+    padding refuses a pad >= the window ("Bottom padding 1 needs to be smaller than the
+    window size 1": CheckPaddingSize in pooling_ops_common.cc). Cells no window reaches
+    change nothing, so the cut is exact."""
     pads = geometry.explicit_pads(case)
     rows = []
-    for n, k, s, d, p in zip(case.spatial, case.kernel, case.stride, case.dilation, pads):
-        rows.append((n, k, s, d, p, geometry.pool_overhang(n, k, s, d, p, case.ceil_mode),
-                     geometry.pool_out(n, k, s, d, p, case.ceil_mode)))
+    for n, k, s, d, (lo, hi) in zip(case.spatial, case.kernel, case.stride, case.dilation, pads):
+        out = geometry.pool_out(n, k, s, d, (lo, hi), case.ceil_mode)
+        reach = (out - 1) * s + d * (k - 1) + 1 - n - lo  # cells past the input's end used
+        rows.append((n, k, s, d, (lo, min(hi, max(reach, 0))), max(reach - hi, 0), out))
     return rows
 
 

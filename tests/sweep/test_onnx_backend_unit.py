@@ -237,6 +237,23 @@ def test_a_crash_on_a_registered_bug_is_unsupported_naming_it():
         backend.run(case, make_inputs(case))
 
 
+@pytest.mark.parametrize("kernel, padding, ceil_mode, status", [
+    ((2, 2), ((1, 1), (1, 1)), False, "passed"),  # H's pad after == W's pad before: read right
+    ((2, 2), ((0, 0), (1, 1)), False, "divergent"),  # run as H (0, 1), W (0, 1): wrong shape
+    ((2, 2), ((1, 1), (1, 1)), True, "divergent"),  # ceil_mode adds the pads twice
+    ((2, 1), ((1, 1), (0, 0)), False, "unsupported"),  # W (1, 0): a window of padding only
+], ids=str)
+def test_unit_stride_max_pool_2d_pads_are_right_only_where_the_bug_cannot_reach(
+        kernel, padding, ceil_mode, status):
+    # onnx.reference's unit-stride MaxPool reads 2-D pads [H0, W0, H1, W1] as
+    # [H0, H1, W0, W1] (docs/bugs/onnx_reference_maxpool_unit_stride.py).
+    case = _pool("max_pool", 2, kernel=kernel, stride=1, padding=padding, ceil_mode=ceil_mode,
+                 dtype="float64")
+    result = run_backend(case, "onnx.reference", OnnxReferenceBackend())
+    assert result.status == status, result.summary()
+    assert (status == "passed") == (semantics.known_bug(case, "onnx.reference") is None)
+
+
 def test_any_other_crash_propagates(monkeypatch):
     backend = OnnxReferenceBackend()
     case = _conv("conv", 2)
