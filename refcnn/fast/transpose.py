@@ -23,8 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from refcnn._checks import check_grad, transpose_geometry
-from refcnn.fast import nd
+from refcnn.fast import nd, phases
 from refcnn.fast.config import DEFAULT_CONFIG
+from refcnn.fast.ndplan import Geometry, check_knobs, promoted
 
 __all__ = ["conv_transpose", "conv_transpose_backward"]
 
@@ -55,23 +56,20 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0, dilat
         ``L_out = (L-1)*stride - before - after + dilation*(kernel-1) + output_padding + 1``.
     """
     g = transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
-    nd.check_knobs(accumulate, workspace_bytes, config)
-    dtype = nd.promoted(x, w, b)
-    acc = nd.acc_dtype(accumulate, dtype)
+    check_knobs(accumulate, workspace_bytes, config)
+    dtype = promoted(x, w, b)
     adj, used = _adjoint(g, x.shape, w.shape)
-    # The bias is added before the one rounding to dtype, in the sums' precision.
-    inner = dtype if b is None else acc
-    if adj is None:
-        y = np.zeros(g.out_shape, inner)
-    else:
-        y = nd.input_grad(adj, x, w, inner, accumulate, workspace_bytes, config)
-        if used != g.out_shape[1:-1]:
-            full = np.zeros(g.out_shape, inner)
-            full[(slice(None), *map(slice, used))] = y
-            y = full
-    if b is not None:
-        y += b.reshape(-1)
-    return y.astype(dtype, copy=False)
+    bias = None if b is None else b.reshape(-1)
+    if adj is not None and used == g.out_shape[1:-1]:
+        return phases.input_grad(adj, x, w, dtype, bias, accumulate, workspace_bytes, config)
+    # Cells past every window's reach hold the bias alone (exact in dtype, which holds b's).
+    y = np.zeros(g.out_shape, dtype)
+    if bias is not None:
+        y[...] = bias
+    if adj is not None:
+        y[(slice(None), *map(slice, used))] = phases.input_grad(
+            adj, x, w, dtype, bias, accumulate, workspace_bytes, config)
+    return y
 
 
 def conv_transpose_backward(dy, x, w, b=None, *, stride=1, padding=0, output_padding=0,
@@ -94,8 +92,8 @@ def conv_transpose_backward(dy, x, w, b=None, *, stride=1, padding=0, output_pad
     """
     g = transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
     check_grad(dy, g.out_shape)
-    nd.check_knobs(accumulate, workspace_bytes, config)
-    dtype = nd.promoted(dy, x, w, b)
+    check_knobs(accumulate, workspace_bytes, config)
+    dtype = promoted(dy, x, w, b)
     adj, used = _adjoint(g, x.shape, w.shape)
     if adj is None:
         dx, dw = np.zeros(x.shape, dtype), np.zeros(w.shape, dtype)
@@ -119,7 +117,7 @@ def _adjoint(g, x_shape, w_shape):
 
     Returns
     -------
-    adj : nd.Geometry or None
+    adj : refcnn.fast.ndplan.Geometry or None
         The conv from ``(N, *used, C_out)`` to x's shape, weights ``w_shape``.
     used : tuple of int, one per spatial axis
     """
@@ -133,6 +131,7 @@ def _adjoint(g, x_shape, w_shape):
     used = tuple(used)
     if min(used) < 1:
         return None, tuple(max(u, 0) for u in used)
-    adj = nd.Geometry((x_shape[0], *used, g.out_shape[-1]), w_shape, g.stride, tuple(pads),
+    adj = Geometry((x_shape[0], *used, g.out_shape[-1]), w_shape, g.stride, tuple(pads),
                       g.dilation, g.groups, x_shape)
     return adj, used
+

@@ -17,6 +17,9 @@ import pytest
 
 import refcnn.functional as F
 from refcnn.fast import conv_backward, conv_transpose, conv_transpose_backward, FastConfig
+from refcnn._checks import conv_geometry
+from refcnn.fast import phases
+from refcnn.fast.ndplan import Geometry
 from refcnn.fast.nd import conv
 from refcnn_helpers import rng
 
@@ -275,6 +278,23 @@ def test_fast_conv_transpose_float64_is_spec_to_1e12(case):
 def test_fast_conv_transpose_small_workspace_same_result(case, workspace_bytes):
     _check_transpose(case, np.float64, "float64", workspace_bytes,
                      FastConfig(block_target_bytes=workspace_bytes))
+
+
+@_cases(CONV_CASES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_fast_phase_input_grad_is_conv_dx(case, bias):
+    """The phase decomposition (the transposed conv's forward) is the conv's dx for any
+    geometry, plus a bias when given."""
+    x, w, _ = case.arrays(np.float64)
+    geo = Geometry.of(x, w, conv_geometry(x, w, None, case.kw.get("stride", 1),
+                                             case.kw.get("padding", 0),
+                                             case.kw.get("dilation", 1), case.groups))
+    dy = rng("fast-nd", case.id, "dy").standard_normal(geo.out_shape)
+    b = rng("fast-nd", case.id, "b").standard_normal(case.c_in) if bias else None
+    want = F.conv_backward(dy, x, w, None, **case.kw)[0] + (0 if b is None else b)
+    got = phases.input_grad(geo, dy, w, np.dtype(np.float64), b, "float64", None, FastConfig())
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max(),
+                               err_msg=f"phases.input_grad {case.id}")
 
 
 # ----------------------------------------------------------------------------- layouts
