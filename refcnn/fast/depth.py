@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from refcnn.fast import shared
 from refcnn.fast.config import DEFAULT_WORKSPACE_BYTES
 from refcnn.fast.conv import (conv2d_input_grad_planned, conv2d_planned,
                               conv2d_weight_grad_planned)
 from refcnn.fast.ndplan import Geometry, acc_dtype, plan2d
 
-__all__ = ["forward", "input_grad", "weight_grad"]
+__all__ = ["forward", "input_grad", "weight_grad", "backward"]
 
 
 def forward(geo: Geometry, x, w, b, dtype, accumulate, workspace_bytes, config):
@@ -38,18 +39,31 @@ def forward(geo: Geometry, x, w, b, dtype, accumulate, workspace_bytes, config):
     acc = acc_dtype(accumulate, dtype)
     planes = _plane_geometry(geo)
     wp = _plane_weights(w, geo, acc)
-    y = np.empty(geo.out_shape, acc)
-    y[...] = 0 if b is None else b.reshape(-1)
+    yg = _by_group(np.empty(geo.out_shape, acc), geo)
+    bias = 0 if b is None else b.reshape(geo.groups, -1)
     n, d = geo.x_shape[:2]
-    for blk in _blocks(n, d, _per_plane(geo, acc), workspace_bytes):
+    blocks = _blocks(n, d, _per_plane(geo, acc), workspace_bytes)
+    filled = False
+    for blk in blocks:
         n0, n1, d0, d1 = blk
         xb = x[n0:n1, d0:d1].reshape(-1, *geo.x_shape[2:])
         z = conv2d_planned(plan2d(planes, xb.shape, acc), xb, wp, None, accumulate,
                            workspace_bytes, config)
         zt = _by_tap(z, geo, blk)
-        for k, ys, zs in _tap_pairs(geo, blk):
-            view = _by_group(y, geo)[ys]
-            view += zt[zs + (Ellipsis, k, slice(None))]
+        pairs = sorted(_tap_pairs(geo, blk), key=lambda t: t[1] != (slice(0, n), slice(
+            0, geo.out_shape[1])))
+        for k, ys, zs in pairs:
+            if not filled and ys == (slice(0, n), slice(0, geo.out_shape[1])):
+                # A tap every output reads starts y, with the bias: no pass of its own.
+                np.add(zt[zs + (Ellipsis, k, slice(None))], bias, out=yg)
+            else:
+                if not filled:
+                    yg[...] = bias
+                yg[ys] += zt[zs + (Ellipsis, k, slice(None))]
+            filled = True
+    if not filled:  # every tap reads depth padding
+        yg[...] = bias
+    y = yg.reshape(geo.out_shape)
     return y.astype(dtype, copy=False)
 
 
@@ -81,24 +95,46 @@ def input_grad(geo: Geometry, dy, w, dtype, accumulate, workspace_bytes, config)
     stacked = _stacked_geometry(geo)
     ws = _stack_weights(w, geo)
     n, do = geo.out_shape[:2]
-    (h, wd), c, kd, g = geo.x_shape[2:-1], geo.x_shape[-1], geo.w_shape[0], geo.groups
+    (h, wd), c, kd = geo.x_shape[2:-1], geo.x_shape[-1], geo.w_shape[0]
     dy2 = dy.reshape(-1, *dy.shape[2:])
     dx = np.zeros(geo.x_shape, acc)
-    dxg = _by_group(dx, geo)
     for blk in _blocks(n, do, h * wd * kd * c * acc.itemsize, workspace_bytes):
         n0, n1, o0, o1 = blk
         i0, i1 = n0 * do + o0, (n1 - 1) * do + o1
         shape = (i1 - i0, h, wd, kd * c)
         dxs = conv2d_input_grad_planned(plan2d(stacked, shape, acc), dy2[i0:i1], ws, acc,
                                         accumulate, workspace_bytes, config)
-        d7 = dxs.reshape(n1 - n0, o1 - o0, h, wd, g, kd, c // g)
-        for k in range(kd):
-            lo, hi, first = _tap_range(geo, k, o0, o1, 0, geo.x_shape[1])
-            if hi > lo:
-                # One tap's output depths read distinct planes, so += is well defined.
-                dst = dxg[n0:n1, first:first + geo.stride[0] * (hi - lo - 1) + 1:geo.stride[0]]
-                dst += d7[:, lo - o0:hi - o0, :, :, :, k, :]
+        _unstack_depth(dxs, dx, geo, blk)
     return dx.astype(dtype, copy=False)
+
+
+def backward(geo: Geometry, dy, x, w, dtype, accumulate, workspace_bytes, config):
+    """``(dx, dw)`` of rank 3 in ``dtype``. Where the stacked conv's dx is a plain
+    stride-1 correlation (:func:`refcnn.fast.shared.flipped`), its patch matrix of dy
+    also gives the stacked dw against the stacked x (:mod:`refcnn.fast.shared`): one
+    gather for both. Otherwise :func:`input_grad` and :func:`weight_grad`."""
+    stacked = _stacked_geometry(geo)
+    if shared.flipped(stacked) is None:
+        return (input_grad(geo, dy, w, dtype, accumulate, workspace_bytes, config),
+                weight_grad(geo, dy, x, dtype, accumulate, workspace_bytes, config))
+    acc = acc_dtype(accumulate, dtype)
+    wf = shared.flip(_stack_weights(w, geo))
+    n, do = geo.out_shape[:2]
+    (h, wd), c, kd = geo.x_shape[2:-1], geo.x_shape[-1], geo.w_shape[0]
+    dy2 = dy.reshape(-1, *dy.shape[2:])
+    dx = np.zeros(geo.x_shape, acc)
+    dws = None
+    for blk in _blocks(n, do, 2 * h * wd * kd * c * acc.itemsize, workspace_bytes):
+        n0, n1, o0, o1 = blk
+        i0, i1 = n0 * do + o0, (n1 - 1) * do + o1
+        xs = _stack_depth(x, geo, blk, acc)
+        back = shared.flipped(_stacked_geometry(geo, i1 - i0))
+        dxs, dwf = shared.forward_and_weight_grad(back, dy2[i0:i1], wf, xs, acc, accumulate,
+                                                  workspace_bytes, config)
+        _unstack_depth(dxs, dx, geo, blk)
+        dws = dwf if dws is None else np.add(dws, dwf, out=dws)
+    dw = _unstack_weights(shared.flip(dws), geo)
+    return dx.astype(dtype, copy=False), dw.astype(dtype)
 
 
 # By plane: the taps' outputs as channels ---------------------------------------------
@@ -164,14 +200,15 @@ def _tap_pairs(geo: Geometry, blk):
 
 # Stacked: the taps' inputs as channels -----------------------------------------------
 
-def _stacked_geometry(geo: Geometry) -> Geometry:
-    """The 2-D conv over stacked images (their number set per block): height and width
-    options of ``geo`` and weights of ``k_d * C_in / groups`` input channels."""
+def _stacked_geometry(geo: Geometry, images=None) -> Geometry:
+    """The 2-D conv over ``images`` stacked images (default all, ``N * D_out``): height
+    and width options of ``geo`` and weights of ``k_d * C_in / groups`` input channels."""
     kd, kh, kw, cg, c_out = geo.w_shape
     n, do, *out_hw, _ = geo.out_shape
-    return Geometry((n * do, *geo.x_shape[2:-1], kd * geo.x_shape[-1]),
+    m = n * do if images is None else images
+    return Geometry((m, *geo.x_shape[2:-1], kd * geo.x_shape[-1]),
                     (kh, kw, kd * cg, c_out), geo.stride[1:], geo.pads[1:],
-                    geo.dilation[1:], geo.groups, (n * do, *out_hw, c_out))
+                    geo.dilation[1:], geo.groups, (m, *out_hw, c_out))
 
 
 def _stack_weights(w, geo: Geometry):
@@ -179,6 +216,43 @@ def _stack_weights(w, geo: Geometry):
     taps outside each group's channels, as the stacked images hold them."""
     kd, kh, kw, cg, c_out = geo.w_shape
     return np.ascontiguousarray(w.transpose(1, 2, 0, 3, 4)).reshape(kh, kw, kd * cg, c_out)
+
+
+def _unstack_weights(ws, geo: Geometry):
+    """The inverse of :func:`_stack_weights`."""
+    kd, kh, kw, cg, c_out = geo.w_shape
+    return ws.reshape(kh, kw, kd, cg, c_out).transpose(2, 0, 1, 3, 4)
+
+
+def _stack_depth(x, geo: Geometry, blk, dtype):
+    """The stacked images of output depth block ``blk`` (see :func:`_blocks`), in
+    ``dtype``: ``(images, H, W, k_d * C_in)``, zero where a tap reads depth padding."""
+    n0, n1, o0, o1 = blk
+    kd, g = geo.w_shape[0], geo.groups
+    (h, w), c, s = geo.x_shape[2:-1], geo.x_shape[-1], geo.stride[0]
+    buf = np.zeros((n1 - n0, o1 - o0, h, w, g, kd, c // g), dtype)
+    for k in range(kd):
+        lo, hi, first = _tap_range(geo, k, o0, o1, 0, geo.x_shape[1])
+        if hi > lo:
+            buf[:, lo - o0:hi - o0, :, :, :, k] = _by_group(
+                x[n0:n1, first:first + s * (hi - lo - 1) + 1:s], geo)
+    return buf.reshape(-1, h, w, kd * c)
+
+
+def _unstack_depth(dxs, dx, geo: Geometry, blk):
+    """The adjoint of :func:`_stack_depth`: add the stacked images' gradient ``dxs`` back
+    into ``dx`` (N, D, H, W, C_in), each tap's block into the planes it read."""
+    n0, n1, o0, o1 = blk
+    kd, g = geo.w_shape[0], geo.groups
+    (h, w), c, s = geo.x_shape[2:-1], geo.x_shape[-1], geo.stride[0]
+    d7 = dxs.reshape(n1 - n0, o1 - o0, h, w, g, kd, c // g)
+    dxg = _by_group(dx, geo)
+    for k in range(kd):
+        lo, hi, first = _tap_range(geo, k, o0, o1, 0, geo.x_shape[1])
+        if hi > lo:
+            # One tap's output depths read distinct planes, so += is well defined.
+            dst = dxg[n0:n1, first:first + s * (hi - lo - 1) + 1:s]
+            dst += d7[:, lo - o0:hi - o0, :, :, :, k, :]
 
 
 # Shared ------------------------------------------------------------------------------

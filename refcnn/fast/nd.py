@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from refcnn._checks import check_grad, conv_geometry
-from refcnn.fast import depth
+from refcnn.fast import depth, shared
 from refcnn.fast.config import DEFAULT_CONFIG
 from refcnn.fast.conv import (conv2d_input_grad_planned, conv2d_planned,
                               conv2d_weight_grad_planned)
@@ -84,8 +84,16 @@ def conv_backward(dy, x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1
     check_grad(dy, geo.out_shape)
     check_knobs(accumulate, workspace_bytes, config)
     dtype = promoted(dy, x, w, b)
-    dx = input_grad(geo, dy, w, dtype, accumulate, workspace_bytes, config)
-    dw = weight_grad(geo, dy, x, dtype, accumulate, workspace_bytes, config)
+    back = shared.flipped(geo)
+    if back is not None:  # dx and dw from one patch matrix of dy
+        dx, dwf = shared.forward_and_weight_grad(back, dy, shared.flip(w), x, dtype,
+                                                 accumulate, workspace_bytes, config)
+        dw = np.ascontiguousarray(shared.flip(dwf))
+    elif geo.rank == 3 and not geo.empty:
+        dx, dw = depth.backward(geo, dy, x, w, dtype, accumulate, workspace_bytes, config)
+    else:
+        dx = input_grad(geo, dy, w, dtype, accumulate, workspace_bytes, config)
+        dw = weight_grad(geo, dy, x, dtype, accumulate, workspace_bytes, config)
     return dx, dw, bias_grad(dy, b, dtype, accumulate)
 
 
@@ -136,6 +144,9 @@ def bias_grad(dy, b, dtype, accumulate):
     without b."""
     if b is None:
         return None
-    # A C-ordered dy makes the sum run in the same order whatever the caller's layout.
-    db = c_array(dy).sum(axis=tuple(range(dy.ndim - 1)), dtype=acc_dtype(accumulate, dtype))
+    # A C-ordered dy makes the sum run in the same order whatever the caller's layout;
+    # a product with a row of ones sums each channel's column in one pass over dy.
+    acc = acc_dtype(accumulate, dtype)
+    rows = c_array(dy, acc).reshape(-1, dy.shape[-1])
+    db = np.ones(len(rows), acc) @ rows
     return db.reshape(b.shape).astype(dtype, copy=False)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from refcnn.fast import nd
-from refcnn.fast.ndplan import Geometry, acc_dtype
+from refcnn.fast.ndplan import Geometry
 
 __all__ = ["input_grad"]
 
@@ -81,27 +81,21 @@ def input_grad(geo: Geometry, dy, w, dtype, bias, accumulate, workspace_bytes, c
     axes = [_axis(m, o, k, s, d, p0) for m, o, k, s, d, (p0, _) in zip(
         geo.out_shape[1:-1], geo.x_shape[1:-1], geo.w_shape[:-2], geo.stride, geo.dilation,
         geo.pads)]
-    n, c_in = geo.x_shape[0], geo.x_shape[-1]
-    acc = acc_dtype(accumulate, dtype)
-    covered = all(sum(a.count) == o for a, o in zip(axes, geo.x_shape[1:-1]))
-    if geo.empty or not covered or min(a.phases for a in axes) == 0:
-        # Some cells lie in no phase (no tap reaches them): zeros, then the bias.
-        dx = np.zeros(geo.x_shape, dtype if bias is None else acc)
-        if not geo.empty and min(a.phases for a in axes) > 0:
-            _phase_cells(dx, axes, geo, dy, w, dx.dtype, None, accumulate, workspace_bytes,
-                         config)
-        if bias is not None:
-            dx += bias
-        return dx.astype(dtype, copy=False)
+    reached = not geo.empty and min(a.phases for a in axes) > 0
     dx = np.empty(geo.x_shape, dtype)
-    _phase_cells(dx, axes, geo, dy, w, dtype, bias, accumulate, workspace_bytes, config)
+    if not reached or any(sum(a.count) < o for a, o in zip(axes, geo.x_shape[1:-1])):
+        # Some cells lie in no phase (no tap reaches them): the bias alone, exact in
+        # dtype (which holds the bias's).
+        dx[...] = 0 if bias is None else bias
+    if reached:
+        _phase_cells(dx, axes, geo, dy, w, bias, accumulate, workspace_bytes, config)
     return dx
 
 
-def _phase_cells(dx, axes, geo, dy, w, dtype, bias, accumulate, workspace_bytes, config):
-    """Compute every phase with one conv and copy its cells into ``dx``."""
-    g, c_in = geo.groups, geo.x_shape[-1]
-    cg = c_in // g
+def _phase_cells(dx, axes, geo, dy, w, bias, accumulate, workspace_bytes, config):
+    """Compute every phase with one conv (the bias tiled over the phases' channels, so
+    it is added before the sums are rounded) and copy its cells into ``dx``."""
+    g, cg = geo.groups, geo.x_shape[-1] // geo.groups
     phases = [a.phases for a in axes]
     wp = _phase_weights(w, axes, geo)
     union = Geometry(
@@ -110,7 +104,7 @@ def _phase_cells(dx, axes, geo, dy, w, dtype, bias, accumulate, workspace_bytes,
         (dy.shape[0], *(a.positions for a in axes), wp.shape[-1]))
     tiled = None if bias is None else np.broadcast_to(
         bias.reshape(g, *(1,) * len(axes), cg), (g, *phases, cg)).reshape(-1)
-    z = nd.forward(union, dy[(slice(None), *(a.crop for a in axes))], wp, tiled, dtype,
+    z = nd.forward(union, dy[(slice(None), *(a.crop for a in axes))], wp, tiled, dx.dtype,
                    accumulate, workspace_bytes, config)
     z = z.reshape(*z.shape[:-1], g, *phases, cg)
     for p in np.ndindex(*phases):

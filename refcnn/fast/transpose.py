@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from refcnn._checks import check_grad, transpose_geometry
-from refcnn.fast import nd, phases
+from refcnn.fast import nd, phases, shared
 from refcnn.fast.config import DEFAULT_CONFIG
 from refcnn.fast.ndplan import Geometry, check_knobs, promoted
 
@@ -100,8 +100,12 @@ def conv_transpose_backward(dy, x, w, b=None, *, stride=1, padding=0, output_pad
     else:
         # The output cells past the windows' reach (see _adjoint) touch neither x nor w.
         dyu = dy[(slice(None), *map(slice, used))]
-        dx = nd.forward(adj, dyu, w, None, dtype, accumulate, workspace_bytes, config)
-        dw = nd.weight_grad(adj, x, dyu, dtype, accumulate, workspace_bytes, config)
+        if shared.applies(adj):  # both products from one patch matrix of dy
+            dx, dw = shared.forward_and_weight_grad(adj, dyu, w, x, dtype, accumulate,
+                                                    workspace_bytes, config)
+        else:
+            dx = nd.forward(adj, dyu, w, None, dtype, accumulate, workspace_bytes, config)
+            dw = nd.weight_grad(adj, x, dyu, dtype, accumulate, workspace_bytes, config)
     return dx, dw, nd.bias_grad(dy, b, dtype, accumulate)
 
 
