@@ -32,6 +32,7 @@ from refcnn._params import check_accumulate, result_dtype
 from refcnn.fast.config import DEFAULT_CONFIG, DEFAULT_WORKSPACE_BYTES, check_config
 from refcnn.fast.layout import c_array, c_strides, window_view
 from refcnn.fast.plan import ConvPlan, check_grad, conv_plan
+from refcnn.fast.threads import parallel_chunks, parallel_map, split_whole_images
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_planned", "conv2d_backward_planned",
            "conv2d_input_grad_planned", "conv2d_weight_grad_planned", "DEFAULT_WORKSPACE_BYTES"]
@@ -332,30 +333,34 @@ def _channelwise_correlate(plan: ConvPlan, x, w, acc, config, bias=None):
     ``w`` (one input channel per group), in ``acc``: shift, multiply and add, a block
     of output rows at a time. Each block pads just the input rows it reads into a
     small buffer (see :func:`_padded_slab`), so the block, its input and its scratch
-    stay in cache and no padded copy of the whole input is made."""
+    stay in cache and no padded copy of the whole input is made. Blocks write
+    disjoint outputs, so they run on ``config.threads`` threads."""
     y = np.empty(plan.out_shape, dtype=acc)
     wt = _tiled_taps(w, plan, acc)
-
     blocks = _channelwise_blocks(plan, acc, config)
     if not blocks:
         return y
-    # Scratch for the largest block, the first.
-    n0, n1, r0, r1 = blocks[0]
-    tmp = np.empty((n1 - n0, r1 - r0, *plan.out_shape[2:]), acc)
-    buf = _SlabBuffer(n1 - n0, _slab_rows(plan, r1 - r0), plan.in_hw[1] + sum(plan.pads[1]),
-                      plan.c_in, acc)
-    for n0, n1, r0, r1 in blocks:
-        out = y[n0:n1, r0:r1]
-        t = tmp[:n1 - n0, :r1 - r0]
-        xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
-        for k, (rows, cols) in enumerate(_tap_views(plan, 0, r1 - r0)):
-            if k == 0:
-                np.multiply(xp[:, rows, cols], wt[k], out=out)
-            else:
-                np.multiply(xp[:, rows, cols], wt[k], out=t)
-                out += t
-        if bias is not None:
-            out += bias
+
+    def run(chunk):
+        # Scratch for the chunk's largest block, its first.
+        n0, n1, r0, r1 = chunk[0]
+        tmp = np.empty((n1 - n0, r1 - r0, *plan.out_shape[2:]), acc)
+        buf = _SlabBuffer(n1 - n0, _slab_rows(plan, r1 - r0),
+                          plan.in_hw[1] + sum(plan.pads[1]), plan.c_in, acc)
+        for n0, n1, r0, r1 in chunk:
+            out = y[n0:n1, r0:r1]
+            t = tmp[:n1 - n0, :r1 - r0]
+            xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
+            for k, (rows, cols) in enumerate(_tap_views(plan, 0, r1 - r0)):
+                if k == 0:
+                    np.multiply(xp[:, rows, cols], wt[k], out=out)
+                else:
+                    np.multiply(xp[:, rows, cols], wt[k], out=t)
+                    out += t
+            if bias is not None:
+                out += bias
+
+    parallel_map(run, blocks, config.threads)
     return y
 
 
@@ -416,17 +421,26 @@ def _channelwise_backward(plan: ConvPlan, dy, xp, w, acc, config):
 def _channelwise_weight_grad(plan: ConvPlan, dy, xp, acc, config):
     """dw of a depthwise conv from the padded input ``xp`` (C-ordered, see :func:`_pad`),
     in ``acc``: one ``einsum`` per block over a strided view holding every tap of every
-    window, which multiplies and sums without a product array in between."""
+    window, which multiplies and sums without a product array in between; chunks of
+    blocks run on ``config.threads`` threads, each summing its own dw."""
     (fh, fw), (sh, sw), (dh, dwl) = plan.kernel, plan.stride, plan.dilation
     c = plan.c_out
     dyc = dy.astype(acc, copy=False)
     s0, s1, s2, s3 = c_strides(xp.shape)
+
+    def run(chunk):
+        dwt = np.zeros((fh, fw, c), dtype=acc)
+        for n0, n1, r0, r1 in chunk:
+            taps = window_view(xp, n0 * s0 + sh * r0 * s1,
+                               (n1 - n0, r1 - r0, plan.out_hw[1], fh, fw, c),
+                               (s0, sh * s1, sw * s2, dh * s1, dwl * s2, s3))
+            dwt += np.einsum("nhwabc,nhwc->abc", taps, dyc[n0:n1, r0:r1])
+        return dwt
+
+    parts = parallel_map(run, _channelwise_blocks(plan, acc, config), config.threads)
     dwt = np.zeros((fh, fw, c), dtype=acc)
-    for n0, n1, r0, r1 in _channelwise_blocks(plan, acc, config):
-        taps = window_view(xp, n0 * s0 + sh * r0 * s1,
-                           (n1 - n0, r1 - r0, plan.out_hw[1], fh, fw, c),
-                           (s0, sh * s1, sw * s2, dh * s1, dwl * s2, s3))
-        dwt += np.einsum("nhwabc,nhwc->abc", taps, dyc[n0:n1, r0:r1])
+    for part in parts:
+        dwt += part
     return dwt.reshape(fh, fw, 1, c)
 
 
@@ -436,7 +450,8 @@ def _channelwise_input_grad(plan: ConvPlan, dy, w, acc, config):
     With stride 1 it is the correlation of ``dy``, padded by the kernel's reach less
     the forward padding, with the flipped kernel: the forward routine, which writes
     each output once instead of adding every tap into a padded dx. Otherwise each
-    tap's ``dy * w`` is added into a padded dx.
+    tap's ``dy * w`` is added into a padded dx, whole images per thread (blocks of
+    one image's rows add into overlapping padded rows).
     """
     dyc = dy.astype(acc, copy=False)
     back_pads = _back_pads(plan)
@@ -446,16 +461,20 @@ def _channelwise_input_grad(plan: ConvPlan, dy, w, acc, config):
     wt = _tiled_taps(w, plan, acc)
     dxp = np.zeros((plan.n, plan.in_hw[0] + sum(plan.pads[0]),
                     plan.in_hw[1] + sum(plan.pads[1]), plan.c_in), dtype=acc)
-    tmp = None
-    for n0, n1, r0, r1 in _channelwise_blocks(plan, acc, config):
-        dyb = dyc[n0:n1, r0:r1]
-        if tmp is None:
-            tmp = np.empty(dyb.shape, acc)
-        t = tmp[:n1 - n0, :r1 - r0]
-        for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
-            np.multiply(dyb, wt[k], out=t)
-            dxv = dxp[n0:n1, rows, cols]
-            np.add(dxv, t, out=dxv)
+
+    def run(chunk):
+        n0, n1, r0, r1 = chunk[0]
+        tmp = np.empty((n1 - n0, r1 - r0, *plan.out_shape[2:]), acc)
+        for n0, n1, r0, r1 in chunk:
+            dyb = dyc[n0:n1, r0:r1]
+            t = tmp[:n1 - n0, :r1 - r0]
+            for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
+                np.multiply(dyb, wt[k], out=t)
+                dxv = dxp[n0:n1, rows, cols]
+                np.add(dxv, t, out=dxv)
+
+    blocks = _channelwise_blocks(plan, acc, config)
+    parallel_chunks(run, split_whole_images(blocks, config.threads))
     (t0, _), (left, _) = plan.pads
     h, wd = plan.in_hw
     return dxp[:, t0:t0 + h, left:left + wd, :]
