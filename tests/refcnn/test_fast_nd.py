@@ -74,6 +74,7 @@ CONV_CASES = [
          dilation=(1, 2)),
     Case((8, 8), (3, 3), 6, 6, groups=6, stride=2, padding="same_lower"),
     Case((5, 9), (1, 4), 3, 2, stride=(1, 3), padding="valid", bias=False),
+    Case((6, 7), (3, 3), 3, 4, dilation=(1, 2), padding=((2, 1), (2, 2))),
     # 3-D
     Case((4, 5, 6), (3, 3, 3), 3, 4, padding=1),
     Case((5, 6, 4), (2, 3, 1), 4, 6, groups=2, stride=(2, 1, 2),
@@ -81,6 +82,7 @@ CONV_CASES = [
     Case((4, 6, 6), (3, 3, 3), 4, 4, groups=4, stride=(1, 2, 2), padding="same"),
     Case((2, 4, 4), (3, 2, 2), 2, 3, padding=((2, 2), (0, 1), (1, 0))),  # kernel deeper than x
     Case((3, 5, 5), (2, 2, 2), 2, 2, stride=(5, 1, 1), padding="same_lower", bias=False),
+    Case((4, 5, 6), (2, 3, 3), 2, 3, dilation=(2, 1, 2), padding="same"),
     Case((6, 4, 5), (3, 1, 2), 2, 6, groups=2, stride=(3, 1, 1), dilation=(2, 1, 1),
          padding=((0, 3), (0, 0), (1, 0))),
 ]
@@ -98,6 +100,8 @@ TRANSPOSE_CASES = [
          dilation=(1, 2), output_padding=(1, 2)),
     Case((5, 5), (3, 3), 6, 6, groups=6, stride=2, padding=1, output_padding=1),
     Case((3, 4), (2, 3), 2, 4, stride=1, padding=0, bias=False),
+    Case((4, 5), (3, 3), 3, 2, stride=(2, 1), dilation=(1, 2), padding=((1, 0), (1, 2)),
+         output_padding=(1, 1)),
     # 3-D
     Case((3, 4, 4), (3, 3, 3), 3, 4, stride=1, padding=1),
     Case((3, 3, 4), (2, 3, 2), 4, 6, groups=2, stride=(2, 1, 2),
