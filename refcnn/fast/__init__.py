@@ -11,10 +11,14 @@ The float64 specification it is checked against is :mod:`refcnn.spec`.
 
 * :mod:`refcnn.fast.plan`: argument checks and geometry of one call;
 * :mod:`refcnn.fast.conv`: im2col convolution, depthwise shift-and-add;
-* :mod:`refcnn.fast.nd`: 1-D and 3-D convs as 2-D ones (:func:`refcnn.fast.nd.conv`,
-  :func:`conv_backward`; ``refcnn.fast.conv`` is still the 2-D conv's module);
+* :mod:`refcnn.fast.nd`: convs of 1 to 3 spatial dims on the 2-D ones
+  (:func:`refcnn.fast.nd.conv`, :func:`conv_backward`; the name ``refcnn.fast.conv``
+  is still the 2-D conv's module), over :mod:`refcnn.fast.ndplan` (their geometry),
+  :mod:`refcnn.fast.depth` (3-D by depth planes) and :mod:`refcnn.fast.shared` (dx and
+  dw from one patch matrix);
 * :mod:`refcnn.fast.transpose`: transposed convs as adjoint convs
-  (:func:`conv_transpose`, :func:`conv_transpose_backward`);
+  (:func:`conv_transpose`, :func:`conv_transpose_backward`), the forward by output
+  phase (:mod:`refcnn.fast.phases`);
 * :mod:`refcnn.fast.pool`: max and average pooling, separable max routing;
 * :mod:`refcnn.fast.layout`: the memory layouts its strided views rely on.
 """

@@ -48,7 +48,7 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0, dilat
     output_padding : int or sequence of int, each < max(stride, dilation) on its axis
     groups : int
     accumulate, workspace_bytes, config
-        As for :func:`refcnn.fast.conv`.
+        As for :func:`refcnn.fast.nd.conv`.
 
     Returns
     -------
