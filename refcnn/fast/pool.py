@@ -25,15 +25,17 @@ precision (float16 in float32), as torch does, so results may differ from the
 default's in the last bits where several terms meet. A max is no sum: its
 forward is exact either way, and so is a gradient whose windows never overlap.
 
-Block sizes and threads are the knobs of :class:`refcnn.fast.FastConfig`,
-passed as ``config=``. Nothing here builds a strided view: every tap is a basic
-slice, so any input layout (views, negative strides, read-only or unaligned
-buffers) is read as NumPy's indexing reads it.
+Block sizes are knobs of :class:`refcnn.fast.FastConfig`, passed as
+``config=``; pooling runs in the caller's thread whatever ``config.threads``:
+its blocks are short NumPy calls, whose hand-offs of the GIL cost more than a
+second core gives, and ``np.add.at``, the gradient's scatter, holds the GIL.
+
+Nothing here builds a strided view: every tap is a basic slice, so any input
+layout (views, negative strides, read-only or unaligned buffers) is read as
+NumPy's indexing reads it.
 """
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -67,18 +69,6 @@ def _check_flag(value, name):
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def _parallel_map(fn, items, threads):
-    """``[fn(chunk) for chunk in chunks]`` over ``threads`` contiguous chunks of the list
-    ``items``, run concurrently on a pool made for this call; one chunk runs inline."""
-    k = min(threads, len(items))
-    if k <= 1:
-        return [fn(items)]
-    bounds = [len(items) * i // k for i in range(k + 1)]
-    chunks = [items[a:b] for a, b in zip(bounds, bounds[1:])]
-    with ThreadPoolExecutor(k, thread_name_prefix="refcnn") as executor:
-        return list(executor.map(fn, chunks))
-
-
 # Max pooling -----------------------------------------------------------------------------
 
 def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -98,7 +88,7 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
         Checked and otherwise unused (a max sums nothing), so that one set of
         options serves the forward and :func:`max_pool2d_backward`.
     config : FastConfig, optional
-        Block sizes and threads (see :class:`refcnn.fast.FastConfig`).
+        Block sizes (see :class:`refcnn.fast.FastConfig`).
 
     Returns
     -------
@@ -147,13 +137,9 @@ def max_indices_planned(plan: PoolPlan, x, config=DEFAULT_CONFIG):
     if not blocks:
         return y, indices
     taps = _TapIndex(plan)
-
-    def run(chunk):
-        for n0, n1 in chunk:
-            xp = _pad(x[n0:n1], plan, -np.inf)
-            taps.plane_indices(_argmax_taps(plan, xp, y[n0:n1], taps.first), indices[n0:n1])
-
-    _parallel_map(run, blocks, config.threads)
+    for n0, n1 in blocks:
+        xp = _pad(x[n0:n1], plan, -np.inf)
+        taps.plane_indices(_argmax_taps(plan, xp, y[n0:n1], taps.first), indices[n0:n1])
     return y, indices
 
 
@@ -225,8 +211,10 @@ class _TapIndex:
         kt = np.min_scalar_type(-(fh * fw))
         self.offset = (np.arange(fh)[:, None] * (dh * w) + np.arange(fw) * dw).reshape(-1)
         self.offset = self.offset.astype(np.int64)
-        self.base = ((np.arange(ho, dtype=np.int64)[:, None] * sh - top) * w
-                     + np.arange(wo) * sw - left)[:, :, None]
+        base = (np.arange(ho, dtype=np.int64)[:, None] * sh - top) * w + np.arange(wo) * sw - left
+        # As a whole (H_out, W_out, C) array: adding it runs one long loop, where a
+        # broadcast (H_out, W_out, 1) runs loops of C.
+        self.base = np.broadcast_to(base[:, :, None], (ho, wo, plan.c)).copy()
         first_row, first_col = _first_real_taps(plan)
         self.first = (first_row[:, None] * fw + first_col)[:, :, None].astype(kt)
 
@@ -302,23 +290,17 @@ def _check_range(indices, plan: PoolPlan, name: str):
 def max_scatter_planned(plan: PoolPlan, dy, x, indices, config=DEFAULT_CONFIG,
                         accumulate="float64"):
     """:func:`max_pool2d_backward` with ``indices`` (checked by :func:`check_indices`, their
-    range checked here), for arguments already checked into ``plan``."""
+    range checked here), for arguments already checked into ``plan``.
+
+    """
     check_config(config)
     acc = _acc_dtype(accumulate, x.dtype)
-    # Zeroed by the allocator (pages the scatter touches are zeroed as they are
-    # first written), so a scatter into x's dtype needs no pass of its own.
-    dx = np.zeros(x.shape, dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)
     blocks = _image_blocks(plan, acc.itemsize, config)
-    if not blocks:
-        return dx
-
-    def run(chunk):
-        scatter = _Scatter(plan, chunk[0][1] - chunk[0][0], acc, dx.dtype)
-        for n0, n1 in chunk:
-            _check_range(indices[n0:n1], plan, "indices")
-            scatter(indices[n0:n1], dy[n0:n1], dx[n0:n1], zeroed=True)
-
-    _parallel_map(run, blocks, config.threads)
+    if blocks:
+        scatter = _Scatter(plan, blocks[0][1] - blocks[0][0], acc, dx.dtype)
+        for n0, n1 in blocks:
+            scatter(indices[n0:n1], dy[n0:n1], dx[n0:n1], check="indices")
     return dx
 
 
@@ -330,35 +312,41 @@ class _Scatter:
     cell are formed in the same order whatever found the indices): straight into dx
     when the sums run in its dtype, else into a buffer of the accumulator's dtype,
     rounded once into dx. ``dy`` is cast to the accumulator first: ``np.add.at`` is
-    many times slower when it must cast as it goes.
+    many times slower when it must cast as it goes. The block of dx (or the buffer)
+    is zeroed just before the scatter, so that it is still in cache when the scatter
+    writes it (zeroing all of dx first would send it to memory and back).
     """
 
     def __init__(self, plan: PoolPlan, nb, acc, dtype):
         h, w = plan.in_hw
-        self.c, self.plane = plan.c, h * w * plan.c
-        # Flat index of each image's and channel's first cell, added to index * C.
-        self.start = (np.arange(nb, dtype=np.intp)[:, None, None, None] * self.plane
-                      + np.arange(plan.c, dtype=np.intp))
+        self.plan, self.c, self.plane = plan, plan.c, h * w * plan.c
+        # Each output's channel, as a whole array: adding it to index * C runs one
+        # long loop, where adding a broadcast (C,) row runs loops of C.
+        self.channel = np.broadcast_to(np.arange(plan.c, dtype=np.intp),
+                                       (*plan.out_hw, plan.c)).copy()
+        self.image = np.arange(nb, dtype=np.intp)[:, None, None, None] * self.plane
         self.flat = np.empty((nb, *plan.out_hw, plan.c), dtype=np.intp)
         self.acc = acc
         self.buffer = None if acc == dtype else np.empty(nb * self.plane, acc)
 
-    def __call__(self, indices, dy, dx, zeroed=False):
-        """Write the gradient of one block into ``dx`` (zeros already if ``zeroed``)."""
+    def __call__(self, indices, dy, dx, check=None):
+        """Write the gradient of one block into ``dx``; with ``check`` (the name of the
+        indices), refuse indices outside the plane first."""
         nb = len(dy)
         flat = self.flat[:nb]
         np.multiply(indices, self.c, out=flat, casting="unsafe")
-        flat += self.start[:nb]
+        if check is not None:
+            # After the multiply, which brought the indices into cache.
+            _check_range(indices, self.plan, check)
+        flat += self.channel
+        if nb > 1:
+            flat += self.image[:nb]
         values = dy.astype(self.acc, copy=False).reshape(-1)
-        if self.buffer is None:
-            if not zeroed:
-                dx[...] = 0
-            np.add.at(dx.reshape(-1), flat.reshape(-1), values)
-        else:
-            buffer = self.buffer[:nb * self.plane]
-            buffer.fill(0)
-            np.add.at(buffer, flat.reshape(-1), values)
-            dx.reshape(-1)[...] = buffer
+        target = dx.reshape(-1) if self.buffer is None else self.buffer[:nb * self.plane]
+        target.fill(0)
+        np.add.at(target, flat.reshape(-1), values)
+        if self.buffer is not None:
+            dx.reshape(-1)[...] = target
 
 
 def max_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG, accumulate="float64"):
@@ -367,8 +355,7 @@ def max_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG, accumulat
 
     Routes separably (see :class:`_SeparableRouter`); a block whose windows hold
     NaN, or whose ``dy`` is not finite, is routed by torch's scan
-    (:func:`_argmax_taps`) and a scatter. Blocks of images run on
-    ``config.threads`` threads.
+    (:func:`_argmax_taps`) and a scatter.
     """
     check_config(config)
     acc = _acc_dtype(accumulate, x.dtype)
@@ -379,24 +366,20 @@ def max_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG, accumulat
     if not blocks:
         return dx
     taps = _TapIndex(plan)
-
-    def run(chunk):
-        nb = chunk[0][1] - chunk[0][0]
-        # One padded buffer for all these blocks: its -inf border is written once.
-        xp = np.full((nb, *_padded_shape(plan)[1:]), -np.inf, x.dtype)
-        router = _SeparableRouter(plan, nb, acc)
-        scatter = None
-        for n0, n1 in chunk:
-            xpb = xp[:n1 - n0]
-            xpb[:, t:t + h, left:left + w] = x[n0:n1]
-            if not router.route(xpb, dy[n0:n1], dx[n0:n1]):
-                scatter = scatter or _Scatter(plan, nb, acc, dx.dtype)
-                best = np.empty((n1 - n0, *plan.out_shape[1:]), x.dtype)
-                index = np.empty(best.shape, np.int64)
-                taps.plane_indices(_argmax_taps(plan, xpb, best, taps.first), index)
-                scatter(index, dy[n0:n1], dx[n0:n1])
-
-    _parallel_map(run, blocks, config.threads)
+    nb = blocks[0][1] - blocks[0][0]
+    # One padded buffer for all the blocks: its -inf border is written once.
+    xp = np.full((nb, *_padded_shape(plan)[1:]), -np.inf, x.dtype)
+    router = _SeparableRouter(plan, nb, acc)
+    scatter = None
+    for n0, n1 in blocks:
+        xpb = xp[:n1 - n0]
+        xpb[:, t:t + h, left:left + w] = x[n0:n1]
+        if not router.route(xpb, dy[n0:n1], dx[n0:n1]):
+            scatter = scatter or _Scatter(plan, nb, acc, dx.dtype)
+            best = np.empty((n1 - n0, *plan.out_shape[1:]), x.dtype)
+            index = np.empty(best.shape, np.int64)
+            taps.plane_indices(_argmax_taps(plan, xpb, best, taps.first), index)
+            scatter(index, dy[n0:n1], dx[n0:n1])
     return dx
 
 

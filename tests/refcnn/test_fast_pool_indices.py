@@ -388,3 +388,33 @@ def test_pool_cache_pickles_with_its_indices():
     np.testing.assert_array_equal(back.indices, cache.indices)
     da = _dy(a.shape, np.float64, "pickle")
     np.testing.assert_array_equal(refcnn.pool_backward(da, back), refcnn.pool_backward(da, cache))
+
+
+# ----------------------------------------------------------------------------- crosscheck
+
+def test_the_refcnn_backend_runs_the_users_max_pool_paths(monkeypatch):
+    """crosscheck's refcnn backend (what every sweep judges against the spec) runs the
+    fast forward with indices, and the 2-D gradient through the forward's indices."""
+    from crosscheck.backends.refcnn_backend import RefcnnBackend
+    from crosscheck.cases import Case
+    from refcnn.fast import pool
+
+    calls = []
+    for name in ("max_indices_planned", "max_scatter_planned", "max_backward_planned"):
+        real = getattr(pool, name)
+        monkeypatch.setattr(pool, name, lambda *a, _real=real, _name=name, **k:
+                            calls.append(_name) or _real(*a, **k))
+    backend = RefcnnBackend()
+    x = _input((6, 6), np.float64, "ties", "backend", n=1, c=2)
+    params = dict(n=1, spatial=(6, 6), c_in=2, kernel=(3, 3), stride=(2, 2),
+                  padding=((1, 1), (1, 1)), dilation=(1, 1), ceil_mode=False)
+    fwd = Case.of("max_pool", 2, "forward", return_indices=True, **params)
+    y, idx = backend.ops["max_pool"].forward(fwd, x, None, None)
+    assert calls == ["max_indices_planned"]
+    np.testing.assert_array_equal(idx, functional.max_pool(x, 3, stride=2, padding=1,
+                                                           return_indices=True)[1])
+    bwd = Case.of("max_pool", 2, "backward", **params)
+    dx = backend.ops["max_pool"].backward(bwd, np.ones_like(y), x, None, None)["dx"]
+    assert calls[1:] == ["max_indices_planned", "max_scatter_planned"], calls
+    np.testing.assert_array_equal(dx, functional.max_pool_backward(np.ones_like(y), x, 3,
+                                                                   stride=2, padding=1))
