@@ -290,11 +290,12 @@ def _check_range(indices, plan: PoolPlan, name: str):
 def max_scatter_planned(plan: PoolPlan, dy, x, indices, config=DEFAULT_CONFIG,
                         accumulate="float64"):
     """:func:`max_pool2d_backward` with ``indices`` (checked by :func:`check_indices`, their
-    range checked here), for arguments already checked into ``plan``.
-
-    """
+    range checked here), for arguments already checked into ``plan``."""
     check_config(config)
     acc = _acc_dtype(accumulate, x.dtype)
+    if not indices.dtype.isnative:
+        # The range check reads the bits as unsigned integers of this machine's order.
+        indices = indices.astype(indices.dtype.newbyteorder("="))
     dx = np.empty(x.shape, dtype=x.dtype)
     blocks = _image_blocks(plan, acc.itemsize, config)
     if blocks:

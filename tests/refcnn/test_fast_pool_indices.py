@@ -207,13 +207,13 @@ def test_backward_routes_through_the_given_indices():
     assert not np.array_equal(got, refcnn.max_pool2d_backward(dy, flipped, 2))
 
 
-def test_int32_indices_give_the_same_gradient():
+def test_indices_of_any_integer_dtype_or_layout_give_the_same_gradient():
     x = _input((6, 6), np.float64, "ties", "int32")
     y, idx = refcnn.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
     dy = _dy(y.shape, np.float64, "int32")
     want = refcnn.max_pool2d_backward(dy, x, 3, stride=2, padding=1, indices=idx)
-    for other in (idx.astype(np.int32), idx.astype(np.uint16), np.asfortranarray(idx),
-                  idx[::-1].copy()[::-1]):
+    for other in (idx.astype(np.int32), idx.astype(np.uint16), idx.astype(">i8"),
+                  np.asfortranarray(idx), idx[::-1].copy()[::-1]):
         got = refcnn.max_pool2d_backward(dy, x, 3, stride=2, padding=1, indices=other)
         assert got.tobytes() == want.tobytes()
 
@@ -240,7 +240,9 @@ def _with(idx, at, value):
                                                    r"values from -1 to"),
     (_with(IDX_BAD, (0, 0, 0, 0), 25), ValueError, r"in \[0, 25\), got values from 0 to 25"),
     (_with(IDX_BAD.astype(np.uint8), (1, 0, 1, 1), 255), ValueError, r"in \[0, 25\)"),
-], ids=["list", "float", "bool", "batch", "rank", "negative", "past_end", "uint8"])
+    (_with(IDX_BAD.astype(">i8"), (0, 1, 1, 0), -3), ValueError, r"values from -3 to"),
+], ids=["list", "float", "bool", "batch", "rank", "negative", "past_end", "uint8",
+        "big_endian"])
 def test_bad_indices_are_refused_naming_them(indices, error, match):
     with pytest.raises(error, match=match):
         refcnn.max_pool2d_backward(DY_BAD, X_BAD, 2, indices=indices)
