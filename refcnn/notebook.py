@@ -10,7 +10,7 @@ a ``(A_prev, hparameters)`` tuple built by hand still works, and searches.
 from __future__ import annotations
 
 from refcnn._params import check_keys, check_mode
-from refcnn.fast import conv, pool
+from refcnn.fast import im2col as conv, pool
 from refcnn.fast.plan import check_grad, conv_plan, pool_plan
 
 CONV_KEYS = ("stride", "pad", "dilation", "groups")
@@ -21,7 +21,7 @@ POOL_REQUIRED = ("f", "stride")
 
 
 def conv_options(hparameters) -> dict:
-    """Keyword arguments of :func:`refcnn.fast.conv.conv2d` from conv ``hparameters``."""
+    """Keyword arguments of :func:`refcnn.fast.im2col.conv2d` from conv ``hparameters``."""
     check_keys(hparameters, CONV_KEYS, CONV_REQUIRED, "hparameters")
     return {
         "stride": hparameters["stride"],

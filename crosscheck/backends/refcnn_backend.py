@@ -2,10 +2,11 @@
 
 These are implementations under test like any other (the reference that judges
 every backend is refcnn's spec in float64, :mod:`crosscheck.ops`): ``refcnn``
-runs the fast blocked 2-D code for ``conv2d``, ``max_pool2d`` (its indices too)
-and ``avg_pool2d`` (so the sweep checks the fast path against the spec), the
-2-D max-pool gradient as users run it (through the forward's indices), and
-``refcnn.functional`` for every other op; ``refcnn.loops`` runs the notebook API
+runs its fast path (so every sweep checks it against the spec): ``refcnn.conv2d``
+for 2-D convs, ``refcnn.fast.conv`` for 1-D and 3-D ones, ``refcnn.fast.conv_transpose``
+for transposed convs of every rank, the blocked ``max_pool2d`` (its indices too) and
+``avg_pool2d``, the 2-D max-pool gradient as users run it (through the forward's
+indices), and ``refcnn.functional`` for the other pools; ``refcnn.loops`` runs the notebook API
 as plain loops.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 import refcnn
+from refcnn import fast
 from crosscheck.backends.driver import OpImpl, TableBackend
 from crosscheck.ops import pool_options
 
@@ -43,12 +45,13 @@ def _pool(case, fn, *arrays, **extra):
 
 
 def _fast_2d(case):
-    """The fast path serves 2-D convs."""
+    """2-D convs run the 2-D names users call (``refcnn.conv2d``), other ranks the
+    rank-generic ``refcnn.fast.conv``."""
     return case.rank == 2
 
 
 class RefcnnBackend(TableBackend):
-    """refcnn: the fast 2-D path where it applies, ``refcnn.functional`` elsewhere.
+    """refcnn: the fast path where it applies, ``refcnn.functional`` elsewhere.
 
     ``accumulate="native"`` makes the fast path sum in the inputs' precision.
     """
@@ -63,16 +66,18 @@ class RefcnnBackend(TableBackend):
         F, acc = refcnn.functional, {"accumulate": accumulate}
 
         def conv_forward(case, x, w, b):
-            if case.family == "conv" and _fast_2d(case):
+            if case.family == "conv_transpose":
+                return fast.conv_transpose(x, w, b, **_conv_opts(case), **acc)
+            if _fast_2d(case):
                 return refcnn.conv2d(x, w, b, **_conv_opts(case), **acc)
-            fn = F.conv if case.family == "conv" else F.conv_transpose
-            return fn(x, w, b, **_conv_opts(case))
+            return fast.conv(x, w, b, **_conv_opts(case), **acc)
 
         def conv_backward(case, dy, x, w, b):
-            if case.family == "conv" and _fast_2d(case):
-                return _grads(*refcnn.conv2d_backward(dy, x, w, b, **_conv_opts(case), **acc))
-            fn = F.conv_backward if case.family == "conv" else F.conv_transpose_backward
-            return _grads(*fn(dy, x, w, b, **_conv_opts(case)))
+            if case.family == "conv_transpose":
+                fn = fast.conv_transpose_backward
+            else:
+                fn = refcnn.conv2d_backward if _fast_2d(case) else fast.conv_backward
+            return _grads(*fn(dy, x, w, b, **_conv_opts(case), **acc))
 
         def pool(fast, fast_bwd, spec, spec_bwd, through_indices=False):
             """A pool op: ``fast``/``fast_bwd`` in 2-D (None: none), the spec elsewhere;

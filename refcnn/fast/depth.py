@@ -3,7 +3,7 @@
 Output depth ``od`` of a 3-D conv sums its ``k_d`` depth taps: tap ``kd`` is the 2-D
 conv of input plane ``od*stride + kd*dilation - before`` with the weights ``w[kd]``
 (nothing for a plane in the depth padding). Two ways hand that to the blocked 2-D
-conv of :mod:`refcnn.fast.conv`, each where it gives the wider matrix products:
+conv of :mod:`refcnn.fast.im2col`, each where it gives the wider matrix products:
 
 * by plane (the forward and dw): one 2-D conv over the ``N * D`` input planes whose
   output channels are every tap's, ``(groups, k_d, C_out / groups)``; each output
@@ -26,7 +26,7 @@ import numpy as np
 
 from refcnn.fast import shared
 from refcnn.fast.config import DEFAULT_WORKSPACE_BYTES
-from refcnn.fast.conv import (conv2d_input_grad_planned, conv2d_planned,
+from refcnn.fast.im2col import (conv2d_input_grad_planned, conv2d_planned,
                               conv2d_weight_grad_planned)
 from refcnn.fast.ndplan import Geometry, acc_dtype, plan2d
 

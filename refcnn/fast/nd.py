@@ -1,7 +1,7 @@
 """Convolution of any rank (1, 2 or 3 spatial dims) on the blocked 2-D path, channels-last,
 with its gradients.
 
-Every rank is brought to the 2-D functions of :mod:`refcnn.fast.conv`, so that one
+Every rank is brought to the 2-D functions of :mod:`refcnn.fast.im2col`, so that one
 set of blocked kernels serves all of them:
 
 * 1-D: the length becomes the height of an image one cell wide, a view without a
@@ -24,7 +24,7 @@ import numpy as np
 from refcnn._checks import check_grad, conv_geometry
 from refcnn.fast import depth, shared
 from refcnn.fast.config import DEFAULT_CONFIG
-from refcnn.fast.conv import (conv2d_input_grad_planned, conv2d_planned,
+from refcnn.fast.im2col import (conv2d_input_grad_planned, conv2d_planned,
                               conv2d_weight_grad_planned)
 from refcnn.fast.layout import c_array
 from refcnn.fast.ndplan import Geometry, acc_dtype, check_knobs, lift, plan2d, promoted
