@@ -16,9 +16,15 @@ Method
 * Forward: the op alone (torch under ``no_grad``). Backward: everything the
   op's gradient gives: dx, dW and db for conv, dx for pooling (torch:
   ``autograd.grad`` of a retained graph, so its forward is not timed).
+  Max pooling runs as in training on both sides: the forward returns the
+  argmax (``return_indices=True``; torch's CPU forward computes its indices
+  either way) and the backward scatters dy through the indices it saved.
+* Rows: the 2-D layers through ``refcnn.conv2d`` and the pooling functions; a
+  1-D conv, a 3-D conv and a transposed 2-D conv through the rank-generic
+  ``refcnn.fast.conv`` / ``refcnn.fast.conv_transpose`` (torch: ``conv1d``,
+  ``conv3d``, ``conv_transpose2d``).
 * float32 rows are timed with ``accumulate="native"`` (float32 sums, as torch)
   and with the default ``accumulate="float64"``; the targets apply to native.
-  Pooling has no accumulate option: its averages and gradients sum in float64.
 * "% of matmul peak": conv forward FLOPs (2 * N*Ho*Wo*C_out*f_h*f_w*C_in/groups)
   per second, over the FLOP/s of a NumPy (2048 x 2048) @ (2048 x 2048) product
   of the row's dtype, measured in the same run.
@@ -57,6 +63,16 @@ CONV_ROWS = [
     ("conv3x3 64->64 32x32 N32 float32", 32, 32, 64, 64, 3, 1, 1, 1, np.float32),
     ("conv7x7/2 3->64 112x112 N8 float32", 8, 112, 3, 64, 7, 2, 3, 1, np.float32),
     ("depthwise3x3 64 56x56 N8 float32", 8, 56, 64, 64, 3, 1, 1, 64, np.float32),
+]
+# Rank-generic rows, run through refcnn.fast.conv / refcnn.fast.conv_transpose:
+# id, transposed, x shape (N, *L, C_in), kernel, C_out, options, dtype
+ND_ROWS = [
+    ("conv1d k3 128->128 L4096 N4 float32", False, (4, 4096, 128), (3,), 128,
+     dict(stride=1, padding=1), np.float32),
+    ("conv3d 3x3x3 32->32 8x28x28 N2 float32", False, (2, 8, 28, 28, 32), (3, 3, 3), 32,
+     dict(stride=1, padding=1), np.float32),
+    ("conv_transpose2d 4x4/2 64->32 28x28 N8 float32", True, (8, 28, 28, 64), (4, 4), 32,
+     dict(stride=2, padding=1), np.float32),
 ]
 POOL_ROWS = [
     # id, mode, N, H, C, f, stride, pad
@@ -102,17 +118,57 @@ def conv_candidates(row):
     return cands, flops, np.dtype(dtype)
 
 
+def nd_candidates(row):
+    """A 1-D, 3-D or transposed conv: refcnn.fast against torch's conv{1,2,3}d or
+    conv_transpose{1,2,3}d (weights in refcnn's layout, permuted for torch)."""
+    name, transposed, x_shape, kernel, c_out, opts, dtype = row
+    rank = len(kernel)
+    rng = np.random.default_rng(0)
+    c_in = x_shape[-1]
+    x = rng.standard_normal(x_shape).astype(dtype)
+    # conv: (*kernel, C_in, C_out); transposed: (*kernel, C_out, C_in), refcnn's layouts.
+    w_shape = (*kernel, c_out, c_in) if transposed else (*kernel, c_in, c_out)
+    w = (rng.standard_normal(w_shape) / math.sqrt(math.prod(kernel) * c_in)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    fwd = refcnn.fast.conv_transpose if transposed else refcnn.fast.conv
+    bwd = refcnn.fast.conv_transpose_backward if transposed else refcnn.fast.conv_backward
+    tfn = getattr(F, f"conv_transpose{rank}d" if transposed else f"conv{rank}d")
+    dy = rng.standard_normal(fwd(x, w, b, **opts, accumulate="native").shape).astype(dtype)
+    to_nc = (0, rank + 1, *range(1, rank + 1))
+    xt = to_torch(x, to_nc).requires_grad_()
+    # Both layouts put torch's two channel axes last, swapped: (..., a, b) -> (b, a, ...).
+    wt = to_torch(w, (rank + 1, rank, *range(rank))).requires_grad_()
+    bt = torch.from_numpy(b.copy()).requires_grad_()
+    dyt = to_torch(dy, to_nc)
+    yt = tfn(xt, wt, bt, **opts)
+
+    def torch_fwd():
+        with torch.no_grad():
+            tfn(xt, wt, bt, **opts)
+
+    cands = {"torch fwd": torch_fwd,
+             "torch bwd": lambda: torch.autograd.grad(yt, (xt, wt, bt), dyt, retain_graph=True)}
+    for acc in ("native", "float64"):
+        cands[f"{acc} fwd"] = lambda acc=acc: fwd(x, w, b, **opts, accumulate=acc)
+        cands[f"{acc} bwd"] = lambda acc=acc: bwd(dy, x, w, b, **opts, accumulate=acc)
+    # Multiply-adds of either direction: every input cell meets every tap and output channel.
+    flops = 2 * (math.prod(dy.shape[:-1]) if not transposed else math.prod(x.shape[:-1])) \
+        * math.prod(kernel) * c_in * c_out
+    return cands, flops, np.dtype(dtype)
+
+
 def pool_candidates(row):
+    """Max pooling is timed as frameworks run it in training: the forward returns the
+    argmax (torch's CPU forward computes its indices either way) and the backward
+    scatters dy through it; average pooling takes x alone."""
     name, mode, n, h, c, f, s, p = row
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, h, h, c)).astype(np.float32)
-    fwd, bwd = ((refcnn.max_pool2d, refcnn.max_pool2d_backward) if mode == "max"
-                else (refcnn.avg_pool2d, refcnn.avg_pool2d_backward))
     tfn = F.max_pool2d if mode == "max" else F.avg_pool2d
-    dy = rng.standard_normal(fwd(x, f, stride=s, padding=p).shape).astype(np.float32)
     xt = to_torch(x, (0, 3, 1, 2)).requires_grad_()
-    dyt = to_torch(dy, (0, 3, 1, 2))
     yt = tfn(xt, f, s, p)
+    dy = rng.standard_normal(yt.shape).astype(np.float32).transpose(0, 2, 3, 1).copy()
+    dyt = to_torch(dy, (0, 3, 1, 2))
 
     def torch_fwd():
         with torch.no_grad():
@@ -121,10 +177,18 @@ def pool_candidates(row):
     cands = {
         "torch fwd": torch_fwd,
         "torch bwd": lambda: torch.autograd.grad(yt, xt, dyt, retain_graph=True),
-        # Pooling has no accumulate option: the same numbers go in both columns.
-        "native fwd": lambda: fwd(x, f, stride=s, padding=p),
-        "native bwd": lambda: bwd(dy, x, f, stride=s, padding=p),
     }
+    opts = dict(stride=s, padding=p)
+    for acc in ("native", "float64"):
+        if mode == "max":
+            _, idx = refcnn.max_pool2d(x, f, **opts, return_indices=True)
+            cands[f"{acc} fwd"] = lambda: refcnn.max_pool2d(x, f, **opts, return_indices=True)
+            cands[f"{acc} bwd"] = lambda acc=acc, idx=idx: refcnn.max_pool2d_backward(
+                dy, x, f, **opts, indices=idx, accumulate=acc)
+        else:
+            cands[f"{acc} fwd"] = lambda acc=acc: refcnn.avg_pool2d(x, f, **opts, accumulate=acc)
+            cands[f"{acc} bwd"] = lambda acc=acc: refcnn.avg_pool2d_backward(
+                dy, x, f, **opts, accumulate=acc)
     return cands, None, np.dtype(np.float32)
 
 
@@ -279,10 +343,13 @@ def main(argv=None):
          "| bwd native / torch (fwd + bwd) |")
     emit("|---|---|---|---|---|---|---|---|---|")
     ratios = []
-    for row in CONV_ROWS + POOL_ROWS:
+    makers = ([(row, conv_candidates) for row in CONV_ROWS]
+              + [(row, nd_candidates) for row in ND_ROWS]
+              + [(row, pool_candidates) for row in POOL_ROWS])
+    for row, make in makers:
         if not keep(row[0]):
             continue
-        cands, flops, dtype = (conv_candidates if row in CONV_ROWS else pool_candidates)(row)
+        cands, flops, dtype = make(row)
         t = time_alternating(cands, args.repeats)
         native = "native" if "native fwd" in t else "float64"
         rf = t[f"{native} fwd"] / t["torch fwd"]
@@ -291,15 +358,10 @@ def main(argv=None):
         if "float64 fwd" in t and native == "native":
             dflt = (f"{t['float64 fwd'] / t['torch fwd']:.2f}",
                     f"{t['float64 bwd'] / t['torch bwd']:.2f}")
-        elif row in POOL_ROWS:
-            dflt = ("(same)", "(same)")
         else:
             dflt = ("(= native)", "(= native)")
         peak = (f"{100 * flops / t[f'{native} fwd'] / peaks[dtype]:.0f}%"
                 if flops else "")
-        # refcnn's backward starts from the layer's inputs (the notebook's cache holds no
-        # saved indices), while torch's backward reuses what its forward saved: this column
-        # charges torch its forward too.
         rfb = t[f"{native} bwd"] / (t["torch fwd"] + t["torch bwd"])
         emit(f"| {row[0]} | {rf:.2f} | {rb:.2f} | {dflt[0]} | {dflt[1]} "
              f"| {1e3 * t['torch fwd']:.2f} | {1e3 * t['torch bwd']:.2f} | {peak} | {rfb:.2f} |")

@@ -1,5 +1,5 @@
-"""The 2-D convolution's public names, which live in :mod:`refcnn.fast.conv`."""
+"""The 2-D convolution's public names, which live in :mod:`refcnn.fast.im2col`."""
 
-from refcnn.fast.conv import DEFAULT_WORKSPACE_BYTES, conv2d, conv2d_backward
+from refcnn.fast.im2col import DEFAULT_WORKSPACE_BYTES, conv2d, conv2d_backward
 
 __all__ = ["conv2d", "conv2d_backward", "DEFAULT_WORKSPACE_BYTES"]

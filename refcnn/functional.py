@@ -36,6 +36,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from refcnn import geometry, spec
+from refcnn._checks import (PAD_WORDS, check_fits, check_grad, check_input, conv_geometry,
+                            transpose_geometry)
 from refcnn._params import as_pads, as_tuple, check_array, check_int
 
 __all__ = [
@@ -48,9 +50,6 @@ __all__ = [
     "adaptive_avg_pool_jvp", "adaptive_avg_pool_double_backward",
     "adaptive_max_pool_jvp", "adaptive_max_pool_double_backward",
 ]
-
-_WORDS = ("same", "same_lower", "valid")
-
 
 # Convolution --------------------------------------------------------------------------
 
@@ -72,7 +71,7 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     y : ndarray, shape (N, *L_out, C_out), the inputs' promoted dtype
         ``L_out = floor((L + before + after - dilation*(kernel-1) - 1) / stride) + 1``.
     """
-    g = _conv_geometry(x, w, b, stride, padding, dilation, groups)
+    g = conv_geometry(x, w, b, stride, padding, dilation, groups)
     y = spec.conv(_f64(x), _f64(w), _f64(b), g.stride, g.pads, g.dilation, g.groups)
     return y.astype(_dtype(x, w, b), copy=False)
 
@@ -94,8 +93,8 @@ def conv_backward(dy, x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1
     db : ndarray in b's shape, or None when b is None
         All in the promoted dtype of dy, x, w (and b).
     """
-    g = _conv_geometry(x, w, b, stride, padding, dilation, groups)
-    _check_grad(dy, g.out_shape)
+    g = conv_geometry(x, w, b, stride, padding, dilation, groups)
+    check_grad(dy, g.out_shape)
     grads = spec.conv_vjp(_f64(dy), _f64(x), _f64(w), b, g.stride, g.pads, g.dilation,
                           g.groups)
     return _grads(grads, (x.shape, w.shape, None if b is None else b.shape), dy, x, w, b)
@@ -125,7 +124,7 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0, dilat
     y : ndarray, shape (N, *L_out, C_out), the inputs' promoted dtype
         ``L_out = (L-1)*stride - before - after + dilation*(kernel-1) + output_padding + 1``.
     """
-    g = _transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
+    g = transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
     y = spec.conv_transpose(_f64(x), _f64(w), _f64(b), g.stride, g.pads, g.dilation,
                             g.groups, g.output_padding)
     return y.astype(_dtype(x, w, b), copy=False)
@@ -148,8 +147,8 @@ def conv_transpose_backward(dy, x, w, b=None, *, stride=1, padding=0, output_pad
     db : ndarray in b's shape, or None when b is None
         All in the promoted dtype of dy, x, w (and b).
     """
-    g = _transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
-    _check_grad(dy, g.out_shape)
+    g = transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
+    check_grad(dy, g.out_shape)
     grads = spec.conv_transpose_vjp(_f64(dy), _f64(x), _f64(w), b, g.stride, g.pads,
                                     g.dilation, g.groups)
     return _grads(grads, (x.shape, w.shape, None if b is None else b.shape), dy, x, w, b)
@@ -210,7 +209,7 @@ def max_pool_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=1,
     """
     _check_flag(return_indices, "return_indices")
     g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
-    _check_grad(dy, g.out_shape)
+    check_grad(dy, g.out_shape)
     dx = spec.max_pool_vjp(_f64(dy), _f64(x), g.kernel, g.stride, g.dilation, g.pads,
                            ceil_mode)
     return dx.astype(_dtype(dy, x), copy=False)
@@ -258,7 +257,7 @@ def avg_pool_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=1,
     """
     g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
                        count_include_pad, divisor_override)
-    _check_grad(dy, g.out_shape)
+    check_grad(dy, g.out_shape)
     dx = spec.avg_pool_vjp(_f64(dy), _f64(x), g.kernel, g.stride, g.dilation, g.pads,
                            ceil_mode, count_include_pad, divisor_override)
     return dx.astype(_dtype(dy, x), copy=False)
@@ -299,7 +298,7 @@ def adaptive_avg_pool_backward(dy, x, output_size):
     dx : ndarray, shape (N, *L, C), the promoted dtype of dy and x
     """
     out = _adaptive_geometry(x, output_size)
-    _check_grad(dy, (x.shape[0], *out, x.shape[-1]))
+    check_grad(dy, (x.shape[0], *out, x.shape[-1]))
     return spec.adaptive_avg_pool_vjp(_f64(dy), x.shape).astype(_dtype(dy, x), copy=False)
 
 
@@ -340,7 +339,7 @@ def adaptive_max_pool_backward(dy, x, output_size):
     dx : ndarray, shape (N, *L, C), the promoted dtype of dy and x
     """
     out = _adaptive_geometry(x, output_size)
-    _check_grad(dy, (x.shape[0], *out, x.shape[-1]))
+    check_grad(dy, (x.shape[0], *out, x.shape[-1]))
     return spec.adaptive_max_pool_vjp(_f64(dy), _f64(x)).astype(_dtype(dy, x), copy=False)
 
 
@@ -362,7 +361,7 @@ def conv_jvp(x, w, b, tx, tw, tb=None, *, stride=1, padding=0, dilation=1, group
     -------
     ty : ndarray, shape (N, *L_out, C_out), the promoted dtype of every array given
     """
-    g = _conv_geometry(x, w, b, stride, padding, dilation, groups)
+    g = conv_geometry(x, w, b, stride, padding, dilation, groups)
     _check_tangents(((tx, "tx", x), (tw, "tw", w), (tb, "tb", b)))
     ty = spec.conv_jvp(_f64(x), _f64(w), _f64(b), _f64(tx), _f64(tw), _bias(tb, g),
                        g.stride, g.pads, g.dilation, g.groups)
@@ -394,8 +393,8 @@ def conv_double_backward(dy, x, w, b, gx, gw, gb=None, *, stride=1, padding=0, d
         :func:`conv_backward`'s dw with gx for x (b appears in no gradient, so there is
         no db). All in the promoted dtype of every array given.
     """
-    g = _conv_geometry(x, w, b, stride, padding, dilation, groups)
-    _check_grad(dy, g.out_shape)
+    g = conv_geometry(x, w, b, stride, padding, dilation, groups)
+    check_grad(dy, g.out_shape)
     _check_tangents(((gx, "gx", x), (gw, "gw", w), (gb, "gb", b)))
     out = spec.conv_double_vjp(_f64(dy), _f64(x), _f64(w), _f64(b), _f64(gx), _f64(gw),
                                _bias(gb, g), g.stride, g.pads, g.dilation, g.groups)
@@ -418,7 +417,7 @@ def conv_transpose_jvp(x, w, b, tx, tw, tb=None, *, stride=1, padding=0, output_
     -------
     ty : ndarray, shape (N, *L_out, C_out), the promoted dtype of every array given
     """
-    g = _transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
+    g = transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
     _check_tangents(((tx, "tx", x), (tw, "tw", w), (tb, "tb", b)))
     ty = spec.conv_transpose_jvp(_f64(x), _f64(w), _f64(b), _f64(tx), _f64(tw), _bias(tb, g),
                                  g.stride, g.pads, g.dilation, g.groups, g.output_padding)
@@ -446,8 +445,8 @@ def conv_transpose_double_backward(dy, x, w, b, gx, gw, gb=None, *, stride=1, pa
     dw : ndarray, w's shape
         :func:`conv_transpose_backward`'s dw with gx for x.
     """
-    g = _transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
-    _check_grad(dy, g.out_shape)
+    g = transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
+    check_grad(dy, g.out_shape)
     _check_tangents(((gx, "gx", x), (gw, "gw", w), (gb, "gb", b)))
     out = spec.conv_transpose_double_vjp(_f64(dy), _f64(x), _f64(w), _f64(b), _f64(gx),
                                          _f64(gw), _bias(gb, g), g.stride, g.pads, g.dilation,
@@ -500,7 +499,7 @@ def max_pool_double_backward(dy, x, gx, kernel_size, *, stride=None, padding=0, 
     """
     _check_flag(return_indices, "return_indices")
     g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
-    _check_grad(dy, g.out_shape)
+    check_grad(dy, g.out_shape)
     _check_tangents(((gx, "gx", x),))
     out = spec.max_pool_double_vjp(_f64(dy), _f64(x), _f64(gx), g.kernel, g.stride,
                                    g.dilation, g.pads, ceil_mode)
@@ -548,7 +547,7 @@ def avg_pool_double_backward(dy, x, gx, kernel_size, *, stride=None, padding=0, 
     """
     g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
                        count_include_pad, divisor_override)
-    _check_grad(dy, g.out_shape)
+    check_grad(dy, g.out_shape)
     _check_tangents(((gx, "gx", x),))
     ddy = spec.avg_pool(_f64(gx), g.kernel, g.stride, g.dilation, g.pads, ceil_mode,
                         count_include_pad, divisor_override)
@@ -590,7 +589,7 @@ def adaptive_avg_pool_double_backward(dy, x, gx, output_size):
         :func:`avg_pool_double_backward`).
     """
     out = _adaptive_geometry(x, output_size)
-    _check_grad(dy, (x.shape[0], *out, x.shape[-1]))
+    check_grad(dy, (x.shape[0], *out, x.shape[-1]))
     _check_tangents(((gx, "gx", x),))
     return spec.adaptive_avg_pool(_f64(gx), out).astype(_dtype(dy, x, gx), copy=False)
 
@@ -632,7 +631,7 @@ def adaptive_max_pool_double_backward(dy, x, gx, output_size):
         Zeros, as for :func:`max_pool_double_backward`.
     """
     out = _adaptive_geometry(x, output_size)
-    _check_grad(dy, (x.shape[0], *out, x.shape[-1]))
+    check_grad(dy, (x.shape[0], *out, x.shape[-1]))
     _check_tangents(((gx, "gx", x),))
     out = spec.adaptive_max_pool_double_vjp(_f64(dy), _f64(x), _f64(gx))
     return _grads(out, (dy.shape, x.shape), dy, x, gx)
@@ -648,112 +647,14 @@ def _dtype(*arrays):
     return np.result_type(*[a for a in arrays if a is not None])
 
 
-def _check_input(x, name, layout):
-    check_array(x, name)
-    if not 3 <= x.ndim <= 5:
-        raise ValueError(f"{name} must have shape {layout} with 1 to 3 spatial dims "
-                         f"(3 to 5 dimensions), got shape {x.shape}")
-    return x.ndim - 2
-
-
 def _check_flag(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def _check_grad(dy, shape):
-    check_array(dy, "dy")
-    if dy.shape != tuple(shape):
-        raise ValueError(f"dy must have the forward output's shape {tuple(shape)}, "
-                         f"got {dy.shape}")
-
-
-def _check_bias(b, c_out, rank):
-    if b is None:
-        return
-    check_array(b, "b")
-    if b.shape not in ((c_out,), (1,) * (rank + 1) + (c_out,)):
-        raise ValueError(f"b must have shape ({c_out},) or {(1,) * (rank + 1) + (c_out,)} to "
-                         f"match the {c_out} output channels, got {b.shape}")
-
-
-def _check_weights(w, rank, layout):
-    check_array(w, "w")
-    if w.ndim != rank + 2:
-        raise ValueError(f"w must be {rank + 2}-dimensional {layout} for x with {rank} "
-                         f"spatial dims, got shape {w.shape}")
-    if min(w.shape[:-2]) < 1:
-        raise ValueError(f"w must have a kernel of at least 1 on every axis, got shape "
-                         f"{w.shape}")
-
-
-def _check_fits(out, size, kernel, dilation, pads):
-    if min(out) < 1:
-        raise ValueError(f"the kernel {kernel} with dilation {dilation} is larger than the "
-                         f"padded input: x spatial size {size} padded by {pads}")
-
-
-def _conv_geometry(x, w, b, stride, padding, dilation, groups):
-    rank = _check_input(x, "x", "(N, *spatial, C_in)")
-    layout = "(*kernel, C_in // groups, C_out)"
-    _check_weights(w, rank, layout)
-    groups = check_int(groups, "groups")
-    size, c_in = x.shape[1:-1], x.shape[-1]
-    kernel, (cg, c_out) = w.shape[:-2], w.shape[-2:]
-    if c_in % groups or c_out % groups:
-        raise ValueError(f"groups={groups} must divide both the input channels ({c_in}) "
-                         f"and the output channels ({c_out})")
-    if cg * groups != c_in:
-        raise ValueError(f"w must have shape {layout} = (*kernel, {c_in // groups}, C_out) "
-                         f"for x with {c_in} channels and groups={groups}, got {w.shape}")
-    _check_bias(b, c_out, rank)
-    stride = as_tuple(stride, "stride", rank)
-    dilation = as_tuple(dilation, "dilation", rank)
-    pads = geometry.resolve_pads(as_pads(padding, "padding", rank, _WORDS), size, kernel,
-                                 stride, dilation)
-    out = tuple(geometry.conv_out_size(m, k, s, d, p)
-                for m, k, s, d, p in zip(size, kernel, stride, dilation, pads))
-    _check_fits(out, size, kernel, dilation, pads)
-    return SimpleNamespace(stride=stride, pads=pads, dilation=dilation, groups=groups,
-                     out_shape=(x.shape[0], *out, c_out))
-
-
-def _transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups):
-    rank = _check_input(x, "x", "(N, *spatial, C_in)")
-    layout = "(*kernel, C_out // groups, C_in)"
-    _check_weights(w, rank, layout)
-    groups = check_int(groups, "groups")
-    size, c_in = x.shape[1:-1], x.shape[-1]
-    kernel, c_out = w.shape[:-2], w.shape[-2] * groups
-    if c_in % groups:
-        raise ValueError(f"groups={groups} must divide the input channels ({c_in})")
-    if w.shape[-1] != c_in:
-        raise ValueError(f"w must have shape {layout} = (*kernel, C_out // groups, {c_in}) "
-                         f"for x with {c_in} channels, got {w.shape}")
-    _check_bias(b, c_out, rank)
-    stride = as_tuple(stride, "stride", rank)
-    dilation = as_tuple(dilation, "dilation", rank)
-    output_padding = as_tuple(output_padding, "output_padding", rank, 0)
-    for axis, (q, s, d) in enumerate(zip(output_padding, stride, dilation)):
-        if q >= max(s, d):
-            raise ValueError(f"output_padding must be smaller than max(stride, dilation) on "
-                             f"every axis, got output_padding={output_padding} with "
-                             f"stride={stride}, dilation={dilation} (spatial axis {axis})")
-    pads = geometry.resolve_pads(as_pads(padding, "padding", rank, ("valid",)), size, kernel,
-                                 stride, dilation)
-    out = tuple(geometry.conv_transpose_out_size(m, k, s, d, p, q) for m, k, s, d, p, q in
-                zip(size, kernel, stride, dilation, pads, output_padding))
-    if min(out) < 1:
-        raise ValueError(f"padding {pads} leaves no output: conv_transpose of x spatial size "
-                         f"{size} with kernel {kernel}, stride {stride}, dilation {dilation} "
-                         f"and output_padding {output_padding} gives size {out}")
-    return SimpleNamespace(stride=stride, pads=pads, dilation=dilation, groups=groups,
-                     output_padding=output_padding, out_shape=(x.shape[0], *out, c_out))
-
-
 def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
                    count_include_pad=True, divisor_override=None):
-    rank = _check_input(x, "x", "(N, *spatial, C)")
+    rank = check_input(x, "x", "(N, *spatial, C)")
     kernel = as_tuple(kernel_size, "kernel_size", rank)
     stride = kernel if stride is None else as_tuple(stride, "stride", rank)
     dilation = as_tuple(dilation, "dilation", rank)
@@ -762,11 +663,11 @@ def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
     if divisor_override is not None:
         check_int(divisor_override, "divisor_override")
     size = x.shape[1:-1]
-    pads = geometry.resolve_pads(as_pads(padding, "padding", rank, _WORDS), size, kernel,
+    pads = geometry.resolve_pads(as_pads(padding, "padding", rank, PAD_WORDS), size, kernel,
                                  stride, dilation)
     out = tuple(geometry.pool_out_size(m, k, s, d, p, ceil_mode)
                 for m, k, s, d, p in zip(size, kernel, stride, dilation, pads))
-    _check_fits(out, size, kernel, dilation, pads)
+    check_fits(out, size, kernel, dilation, pads)
     for axis, (m, o, k, s, d, p) in enumerate(zip(size, out, kernel, stride, dilation, pads)):
         # A window made only of padding has no input to take a max or mean of. With
         # dilation, a middle window can fall between real cells, so all are checked.
@@ -781,7 +682,7 @@ def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
 
 
 def _adaptive_geometry(x, output_size):
-    rank = _check_input(x, "x", "(N, *spatial, C)")
+    rank = check_input(x, "x", "(N, *spatial, C)")
     size = x.shape[1:-1]
     if min(size) < 1:
         raise ValueError(f"x must have at least one cell on every spatial axis for adaptive "

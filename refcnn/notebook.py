@@ -2,13 +2,15 @@
 
 Caches unpack exactly as the notebook's: ``(A_prev, W, b, hparameters)`` for
 conv and ``(A_prev, hparameters)`` for pooling, so code written against the
-notebook keeps working.
+notebook keeps working. A max pool's cache also carries the cells its forward
+chose (:class:`PoolCache`), so that its backward scatters instead of searching;
+a ``(A_prev, hparameters)`` tuple built by hand still works, and searches.
 """
 
 from __future__ import annotations
 
 from refcnn._params import check_keys, check_mode
-from refcnn.fast import conv, pool
+from refcnn.fast import im2col as conv, pool
 from refcnn.fast.plan import check_grad, conv_plan, pool_plan
 
 CONV_KEYS = ("stride", "pad", "dilation", "groups")
@@ -19,7 +21,7 @@ POOL_REQUIRED = ("f", "stride")
 
 
 def conv_options(hparameters) -> dict:
-    """Keyword arguments of :func:`refcnn.fast.conv.conv2d` from conv ``hparameters``."""
+    """Keyword arguments of :func:`refcnn.fast.im2col.conv2d` from conv ``hparameters``."""
     check_keys(hparameters, CONV_KEYS, CONV_REQUIRED, "hparameters")
     return {
         "stride": hparameters["stride"],
@@ -54,6 +56,34 @@ def unpack_conv_cache(cache):
             f"got {type(cache).__name__}"
         )
     return tuple(cache)
+
+
+class PoolCache(tuple):
+    """:func:`pool_forward`'s cache: the tuple ``(A_prev, hparameters)``, as the notebook's,
+    carrying the forward's routing.
+
+    Attributes
+    ----------
+    indices : ndarray of int64, shape (m, n_H, n_W, n_C), or None
+        For max pooling, each window's chosen cell in torch's form (see
+        :func:`refcnn.max_pool2d`); None for average pooling. :func:`pool_backward`
+        routes through them as long as the hparameters still describe the forward's
+        geometry (a dict changed since searches again). They are the forward's
+        choice: changing A_prev's values in place afterwards does not move them.
+    """
+
+    def __new__(cls, A_prev, hparameters, plan=None, indices=None):
+        cache = super().__new__(cls, (A_prev, hparameters))
+        cache._plan, cache.indices = plan, indices
+        return cache
+
+    def __reduce__(self):
+        # tuple's own pickling would call __new__ with the tuple as one argument.
+        return (PoolCache, (*self, self._plan, self.indices))
+
+    def indices_for(self, plan):
+        """The forward's indices if it had the geometry ``plan``, else None."""
+        return self.indices if self._plan == plan else None
 
 
 def unpack_pool_cache(cache):
@@ -123,11 +153,15 @@ def pool_forward(A_prev, hparameters, mode="max"):
     Returns
     -------
     A : ndarray, shape (m, n_H, n_W, n_C)
-    cache : tuple ``(A_prev, hparameters)``
+    cache : PoolCache
+        Unpacks as ``(A_prev, hparameters)``; for max pooling it also holds the
+        forward's chosen cells, which :func:`pool_backward` routes through.
     """
     plan = pool_plan(A_prev, **pool_options(hparameters, mode))
-    A = pool.max_planned(plan, A_prev) if mode == "max" else pool.avg_planned(plan, A_prev)
-    return A, (A_prev, hparameters)
+    if mode == "average":
+        return pool.avg_planned(plan, A_prev), PoolCache(A_prev, hparameters)
+    A, indices = pool.max_indices_planned(plan, A_prev)
+    return A, PoolCache(A_prev, hparameters, plan, indices)
 
 
 def pool_backward(dA, cache, mode="max"):
@@ -135,12 +169,13 @@ def pool_backward(dA, cache, mode="max"):
 
     Max pooling routes each window's gradient to its first maximum in
     row-major order (torch's rule), not to every tie as
-    :func:`create_mask_from_window` would.
+    :func:`create_mask_from_window` would: to the cells the forward chose when
+    the cache is :func:`pool_forward`'s, else found again in A_prev.
 
     Parameters
     ----------
     dA : ndarray, shape (m, n_H, n_W, n_C)
-    cache : tuple ``(A_prev, hparameters)`` from :func:`pool_forward`
+    cache : PoolCache from :func:`pool_forward`, or a tuple ``(A_prev, hparameters)``
     mode : {"max", "average"}
 
     Returns
@@ -150,7 +185,10 @@ def pool_backward(dA, cache, mode="max"):
     A_prev, hparameters = unpack_pool_cache(cache)
     plan = pool_plan(A_prev, **pool_options(hparameters, mode))
     check_grad(dA, plan, "dA")
-    if mode == "max":
+    if mode == "average":
+        return pool.avg_backward_planned(plan, dA, A_prev)
+    indices = cache.indices_for(plan) if isinstance(cache, PoolCache) else None
+    if indices is None:
         return pool.max_backward_planned(plan, dA, A_prev)
-    return pool.avg_backward_planned(plan, dA, A_prev)
+    return pool.max_scatter_planned(plan, dA, A_prev, indices)
 

@@ -2,9 +2,12 @@
 
 These are implementations under test like any other (the reference that judges
 every backend is refcnn's spec in float64, :mod:`crosscheck.ops`): ``refcnn``
-runs the fast blocked 2-D code for ``conv2d``, ``max_pool2d`` and ``avg_pool2d``
-(so the sweep checks the fast path against the spec) and ``refcnn.functional``
-for every other op; ``refcnn.loops`` runs the notebook API as plain loops.
+runs its fast path (so every sweep checks it against the spec): ``refcnn.conv2d``
+for 2-D convs, ``refcnn.fast.conv`` for 1-D and 3-D ones, ``refcnn.fast.conv_transpose``
+for transposed convs of every rank, the blocked ``max_pool2d`` (its indices too) and
+``avg_pool2d``, the 2-D max-pool gradient as users run it (through the forward's
+indices), and ``refcnn.functional`` for the other pools; ``refcnn.loops`` runs the notebook API
+as plain loops.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 import refcnn
+from refcnn import fast
 from crosscheck.backends.driver import OpImpl, TableBackend
 from crosscheck.ops import pool_options
 
@@ -41,12 +45,13 @@ def _pool(case, fn, *arrays, **extra):
 
 
 def _fast_2d(case):
-    """The fast path serves 2-D conv and pools without indices."""
-    return case.rank == 2 and not case.params.get("return_indices", False)
+    """2-D convs run the 2-D names users call (``refcnn.conv2d``), other ranks the
+    rank-generic ``refcnn.fast.conv``."""
+    return case.rank == 2
 
 
 class RefcnnBackend(TableBackend):
-    """refcnn: the fast 2-D path where it applies, ``refcnn.functional`` elsewhere.
+    """refcnn: the fast path where it applies, ``refcnn.functional`` elsewhere.
 
     ``accumulate="native"`` makes the fast path sum in the inputs' precision.
     """
@@ -61,28 +66,40 @@ class RefcnnBackend(TableBackend):
         F, acc = refcnn.functional, {"accumulate": accumulate}
 
         def conv_forward(case, x, w, b):
-            if case.family == "conv" and _fast_2d(case):
+            if case.family == "conv_transpose":
+                return fast.conv_transpose(x, w, b, **_conv_opts(case), **acc)
+            if _fast_2d(case):
                 return refcnn.conv2d(x, w, b, **_conv_opts(case), **acc)
-            fn = F.conv if case.family == "conv" else F.conv_transpose
-            return fn(x, w, b, **_conv_opts(case))
+            return fast.conv(x, w, b, **_conv_opts(case), **acc)
 
         def conv_backward(case, dy, x, w, b):
-            if case.family == "conv" and _fast_2d(case):
-                return _grads(*refcnn.conv2d_backward(dy, x, w, b, **_conv_opts(case), **acc))
-            fn = F.conv_backward if case.family == "conv" else F.conv_transpose_backward
-            return _grads(*fn(dy, x, w, b, **_conv_opts(case)))
+            if case.family == "conv_transpose":
+                fn = fast.conv_transpose_backward
+            else:
+                fn = refcnn.conv2d_backward if _fast_2d(case) else fast.conv_backward
+            return _grads(*fn(dy, x, w, b, **_conv_opts(case), **acc))
 
-        def pool(fast, fast_bwd, spec, spec_bwd):
+        def pool(fast, fast_bwd, spec, spec_bwd, through_indices=False):
+            """A pool op: ``fast``/``fast_bwd`` in 2-D (None: none), the spec elsewhere;
+            ``through_indices``: the 2-D backward runs as users run it, the forward's
+            indices then a scatter through them (the search path without indices is
+            checked against that one by refcnn's tests)."""
             def forward(case, x, w, b):
-                if _fast_2d(case) and fast is not None:
-                    return _pool(case, fast, x)
-                if case.params.get("return_indices"):
+                indices = bool(case.params.get("return_indices"))
+                if case.rank == 2 and fast is not None:
+                    if indices:
+                        return _pool(case, fast, x, return_indices=True, **acc)
+                    return _pool(case, fast, x, **acc)
+                if indices:
                     return _pool(case, spec, x, return_indices=True)
                 return _pool(case, spec, x)
 
             def backward(case, dy, x, w, b):
-                if _fast_2d(case) and fast_bwd is not None:
-                    return {"dx": _pool(case, fast_bwd, dy, x)}
+                if case.rank == 2 and fast_bwd is not None:
+                    if through_indices:
+                        _, idx = _pool(case, fast, x, return_indices=True, **acc)
+                        return {"dx": _pool(case, fast_bwd, dy, x, indices=idx, **acc)}
+                    return {"dx": _pool(case, fast_bwd, dy, x, **acc)}
                 return {"dx": _pool(case, spec_bwd, dy, x)}
             return OpImpl(forward, backward)
 
@@ -90,7 +107,7 @@ class RefcnnBackend(TableBackend):
         self.ops = {
             "conv": conv, "conv_transpose": conv,
             "max_pool": pool(refcnn.max_pool2d, refcnn.max_pool2d_backward,
-                             F.max_pool, F.max_pool_backward),
+                             F.max_pool, F.max_pool_backward, through_indices=True),
             "avg_pool": pool(refcnn.avg_pool2d, refcnn.avg_pool2d_backward,
                              F.avg_pool, F.avg_pool_backward),
             "adaptive_avg_pool": pool(None, None, F.adaptive_avg_pool,

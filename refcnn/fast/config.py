@@ -40,11 +40,12 @@ class FastConfig:
         Bytes of padded input per pooling block: small enough to stay in cache
         while every window tap reads it. Default 512 KiB.
     threads : int
-        Threads for the max-pool gradient, whose blocks of images run
-        concurrently (NumPy releases the GIL inside its loops); a pool of
-        threads is made for the call and shut down before it returns. 1 runs
-        everything in the caller. The other paths are cache-sized blocks of
-        short ufunc calls and gain nothing from threads. Default 2.
+        Threads for the conv blocks that run concurrently (NumPy releases the
+        GIL inside its loops and matrix products); a pool of threads is made
+        for the call and shut down before it returns. 1 runs everything in the
+        caller. Pooling ignores it: its blocks are short ufunc calls, whose
+        hand-offs of the GIL cost more than a second thread gives, and the
+        max-pool gradient's scatter (``np.add.at``) holds the GIL. Default 2.
     """
 
     block_target_bytes: int = 8 * 2**20

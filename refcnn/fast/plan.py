@@ -1,7 +1,7 @@
 """Validated geometry of one 2-D conv or pool call, shared by the fast path and the loops.
 
 A plan is built once per call from raw arguments; everything downstream
-(``refcnn.fast.conv``, ``refcnn.fast.pool``, ``refcnn.loops``) trusts it.
+(``refcnn.fast.im2col``, ``refcnn.fast.pool``, ``refcnn.loops``) trusts it.
 Building one allocates nothing in proportion to the arguments: a call whose
 sizes alone show it invalid or larger than memory (a pad of 10**9, a
 10**12-pixel output, no output channels) is refused here, in constant time,

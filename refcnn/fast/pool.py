@@ -4,16 +4,31 @@ Conventions (torch's; see ``refcnn.geometry`` and ``docs/semantics.md``):
 max pooling pads with -inf and routes each window's gradient to its **first**
 maximum in row-major window order; a window holding NaN outputs NaN and routes
 its gradient to the last NaN (torch's ``val > max || isnan(val)`` scan); a
-window whose real cells are all -inf routes to its first real cell.
+window whose real cells are all -inf routes to its first real cell. The same
+cell is what ``return_indices=True`` names, in torch's form: the flat
+row-major index into the window's (n, c) input plane, as int64.
 
 Every function works a block of whole images at a time (see ``_image_blocks``),
 padding the block into a small buffer that stays in cache while each window tap
-is read, instead of padding the whole batch. Average pooling sums in float64
-and separably (the taps along the height, then along the width); the max-pool
-gradient finds each window's first maximum separably too (see
+is read, instead of padding the whole batch. The max pool's indices come from
+one pass per tap that keeps each window's running maximum and the tap that
+first reached it (:func:`_argmax_taps`); given those indices, the gradient is a
+scatter of ``dy`` (:class:`_Scatter`) and searches nothing. Without them the
+gradient finds each window's first maximum separably (see
 :class:`_SeparableRouter`), so it never stacks the f_h * f_w taps of the whole
-input. Block sizes and threads are the knobs of :class:`refcnn.fast.FastConfig`,
-passed as ``config=``.
+input. Average pooling sums separably: the taps along the height, then along
+the width.
+
+``accumulate`` says what sums run in: ``"float64"`` (the default) sums in
+float64 and rounds once into the output; ``"native"`` sums in the input's
+precision (float16 in float32), as torch does, so results may differ from the
+default's in the last bits where several terms meet. A max is no sum: its
+forward is exact either way, and so is a gradient whose windows never overlap.
+
+Block sizes are knobs of :class:`refcnn.fast.FastConfig`, passed as
+``config=``; pooling runs in the caller's thread whatever ``config.threads``:
+its blocks are short NumPy calls, whose hand-offs of the GIL cost more than a
+second core gives, and ``np.add.at``, the gradient's scatter, holds the GIL.
 
 Nothing here builds a strided view: every tap is a basic slice, so any input
 layout (views, negative strides, read-only or unaligned buffers) is read as
@@ -22,16 +37,16 @@ NumPy's indexing reads it.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from refcnn import geometry
+from refcnn._params import check_accumulate
 from refcnn.fast.config import DEFAULT_CONFIG, check_config
 from refcnn.fast.plan import PoolPlan, check_grad, pool_plan, tap_slices
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-           "max_planned", "max_backward_planned", "avg_planned", "avg_backward_planned"]
+           "max_planned", "max_indices_planned", "max_backward_planned",
+           "max_scatter_planned", "check_indices", "avg_planned", "avg_backward_planned"]
 
 
 def _core_plan(x, kernel_size, **options) -> PoolPlan:
@@ -41,20 +56,23 @@ def _core_plan(x, kernel_size, **options) -> PoolPlan:
                      **options)
 
 
-def _parallel_map(fn, items, threads):
-    """``[fn(chunk) for chunk in chunks]`` over ``threads`` contiguous chunks of the list
-    ``items``, run concurrently on a pool made for this call; one chunk runs inline."""
-    k = min(threads, len(items))
-    if k <= 1:
-        return [fn(items)]
-    bounds = [len(items) * i // k for i in range(k + 1)]
-    chunks = [items[a:b] for a, b in zip(bounds, bounds[1:])]
-    with ThreadPoolExecutor(k, thread_name_prefix="refcnn") as executor:
-        return list(executor.map(fn, chunks))
+def _acc_dtype(accumulate, dtype) -> np.dtype:
+    """The dtype sums run in: float64, or x's precision (float16 sums in float32, as no
+    framework sums in float16 and NumPy's float16 loops are slow)."""
+    if check_accumulate(accumulate) == "float64":
+        return np.dtype(np.float64)
+    return np.promote_types(dtype, np.float32)
 
+
+def _check_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+# Max pooling -----------------------------------------------------------------------------
 
 def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
-               config=DEFAULT_CONFIG):
+               return_indices=False, accumulate="float64", config=DEFAULT_CONFIG):
     """Max pooling.
 
     Parameters
@@ -63,15 +81,33 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     kernel_size, stride, dilation : int or (int, int); stride defaults to kernel_size
     padding : int, (ph, pw) or ((top, bottom), (left, right)); padded cells are -inf
     ceil_mode : bool
+    return_indices : bool
+        Also return each window's chosen cell, for :func:`max_pool2d_backward`'s
+        ``indices``.
+    accumulate : {"float64", "native"}
+        Checked and otherwise unused (a max sums nothing), so that one set of
+        options serves the forward and :func:`max_pool2d_backward`.
     config : FastConfig, optional
-        Block sizes and threads (see :class:`refcnn.fast.FastConfig`).
+        Block sizes (see :class:`refcnn.fast.FastConfig`).
 
     Returns
     -------
     y : ndarray, shape (N, H_out, W_out, C), x's dtype
+        A window holding NaN gives NaN. Where -0.0 and 0.0 tie, either may be
+        returned (NumPy's maximum does not order signed zeros); the indices follow
+        torch's scan all the same.
+    indices : ndarray of int64, shape (N, H_out, W_out, C), only with return_indices
+        torch's indices: the flat row-major index ``h * W + w`` into each (n, c)
+        input plane of the window's first maximum in row-major window order (its
+        last NaN if it holds any; its first input cell if all its cells are -inf),
+        as :func:`refcnn.functional.max_pool` gives them.
     """
     plan = _core_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
                       ceil_mode=ceil_mode)
+    _check_flag(return_indices, "return_indices")
+    check_accumulate(accumulate)
+    if return_indices:
+        return max_indices_planned(plan, x, config)
     return max_planned(plan, x, config)
 
 
@@ -91,8 +127,106 @@ def max_planned(plan: PoolPlan, x, config=DEFAULT_CONFIG):
     return y
 
 
+def max_indices_planned(plan: PoolPlan, x, config=DEFAULT_CONFIG):
+    """:func:`max_pool2d` with ``return_indices=True``, for arguments already checked into
+    ``plan``: ``(y, indices)``."""
+    check_config(config)
+    y = np.empty(plan.out_shape, dtype=x.dtype)
+    indices = np.empty(plan.out_shape, dtype=np.int64)
+    blocks = _image_blocks(plan, x.dtype.itemsize, config)
+    if not blocks:
+        return y, indices
+    taps = _TapIndex(plan)
+    for n0, n1 in blocks:
+        xp = _pad(x[n0:n1], plan, -np.inf)
+        taps.plane_indices(_argmax_taps(plan, xp, y[n0:n1], taps.first), indices[n0:n1])
+    return y, indices
+
+
+def _argmax_taps(plan: PoolPlan, xp, best, first):
+    """Each window's maximum (written into ``best``) and its chosen tap, by torch's scan.
+
+    The taps are read in row-major order, each window keeping its running maximum
+    and the number ``k = kh * f_w + kw`` of the tap that set it: a tap replaces it
+    when ``value > best`` (so ties keep the first maximum) or, in a block holding
+    NaN, when it is NaN (so the last NaN wins). A window whose cells are all -inf
+    keeps tap 0, which may be padding: ``first`` (each window's first real tap)
+    is a lower bound on the chosen tap elsewhere (real cells form a grid, so
+    every real tap comes at or after the first one), so taking the larger of the
+    two fixes those windows alone. The NaN test costs a pass per tap, so it runs
+    only on a block whose maxima turned out to hold NaN, which is scanned again.
+
+    Parameters
+    ----------
+    xp : ndarray, shape (nb, H_p, W_p, C), a block padded with -inf
+    best : ndarray, shape (nb, H_out, W_out, C), written
+    first : ndarray of the tap dtype, shape (H_out, W_out, 1)
+
+    Returns
+    -------
+    chosen : ndarray, shape (nb, H_out, W_out, C), of the smallest integer dtype
+        that holds every tap number
+    """
+    slices = [(rows, cols) for _, _, rows, cols in tap_slices(plan)]
+    kt = first.dtype.type
+    chosen = np.empty(best.shape, kt)
+    wins = np.empty(best.shape, bool)
+    step = np.empty(best.shape, kt)
+    for nan in (False, True):
+        best[...] = xp[:, slices[0][0], slices[0][1]]
+        chosen.fill(0)
+        for k, (rows, cols) in enumerate(slices[1:], 1):
+            tap = xp[:, rows, cols]
+            np.greater(tap, best, out=wins)
+            if nan:
+                wins |= np.isnan(tap)
+            # The running value is max(best, tap) (NaN sticks, as in torch's scan), and
+            # chosen = where(wins, k, chosen) as arithmetic: masked selects with a
+            # random mask run several times slower than these three small passes.
+            np.maximum(tap, best, out=best)
+            np.subtract(kt(k), chosen, out=step)
+            step *= wins
+            chosen += step
+        # np.max propagates NaN: one NaN anywhere in the block shows in its maximum.
+        if nan or not best.size or not np.isnan(np.max(best)):
+            break
+    np.maximum(chosen, first, out=chosen)
+    return chosen
+
+
+class _TapIndex:
+    """Turns tap numbers into torch's plane indices: ``h * W + w`` of the tap's cell.
+
+    Window ``(i, j)``'s tap ``(kh, kw)`` reads input cell ``(i * s_h - top + kh *
+    d_h, j * s_w - left + kw * d_w)``, so its plane index is a per-window base plus a
+    per-tap offset (either may be negative alone; their sum, for a chosen tap, is a
+    real cell).
+    """
+
+    def __init__(self, plan: PoolPlan):
+        (fh, fw), (sh, sw), (dh, dw) = plan.kernel, plan.stride, plan.dilation
+        (top, _), (left, _) = plan.pads
+        w = plan.in_hw[1]
+        ho, wo = plan.out_hw
+        kt = np.min_scalar_type(-(fh * fw))
+        self.offset = (np.arange(fh)[:, None] * (dh * w) + np.arange(fw) * dw).reshape(-1)
+        self.offset = self.offset.astype(np.int64)
+        base = (np.arange(ho, dtype=np.int64)[:, None] * sh - top) * w + np.arange(wo) * sw - left
+        # As a whole (H_out, W_out, C) array: adding it runs one long loop, where a
+        # broadcast (H_out, W_out, 1) runs loops of C.
+        self.base = np.broadcast_to(base[:, :, None], (ho, wo, plan.c)).copy()
+        first_row, first_col = _first_real_taps(plan)
+        self.first = (first_row[:, None] * fw + first_col)[:, :, None].astype(kt)
+
+    def plane_indices(self, chosen, out):
+        """Write the plane index of each window's tap ``chosen`` into ``out`` (int64)."""
+        np.take(self.offset, chosen, out=out, mode="clip")
+        out += self.base
+
+
 def max_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, config=DEFAULT_CONFIG):
+                        ceil_mode=False, indices=None, accumulate="float64",
+                        config=DEFAULT_CONFIG):
     """Gradient of :func:`max_pool2d` with respect to x.
 
     Parameters
@@ -100,6 +234,14 @@ def max_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
     dy : ndarray, shape (N, H_out, W_out, C)
     x, kernel_size, stride, padding, dilation, ceil_mode, config
         As for :func:`max_pool2d`.
+    indices : ndarray of integers, shape (N, H_out, W_out, C), optional
+        The forward's indices (``max_pool2d(..., return_indices=True)``): each
+        window's ``dy`` goes to the cell they name, without searching x. Each
+        must lie in ``[0, H * W)``. Without them, each window's first maximum is
+        found again (the same cells, for the same x).
+    accumulate : {"float64", "native"}
+        Where windows overlap, the gradients reaching one cell are summed in
+        float64 and rounded once (the default) or summed in x's precision.
 
     Returns
     -------
@@ -108,35 +250,137 @@ def max_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
     plan = _core_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
                       ceil_mode=ceil_mode)
     check_grad(dy, plan, "dy")
-    return max_backward_planned(plan, dy, x, config)
+    check_accumulate(accumulate)
+    if indices is not None:
+        check_indices(indices, plan, "indices")
+        return max_scatter_planned(plan, dy, x, indices, config, accumulate)
+    return max_backward_planned(plan, dy, x, config, accumulate)
 
 
-def max_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG):
-    """:func:`max_pool2d_backward` for arguments already checked into ``plan``.
+def check_indices(indices, plan: PoolPlan, name: str):
+    """``indices`` must be an integer array of the forward output's shape.
+
+    Their range (``[0, H * W)``) is checked block by block as they are used, by
+    :func:`max_scatter_planned`; everything here is constant time.
+    """
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of integers (the forward's "
+                        f"return_indices), got {type(indices).__name__}")
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(f"{name} must have an integer dtype (the forward's int64 indices), "
+                        f"got {indices.dtype}")
+    if indices.shape != plan.out_shape:
+        raise ValueError(f"{name} must have the forward output's shape {plan.out_shape}, "
+                         f"got {indices.shape}")
+
+
+def _check_range(indices, plan: PoolPlan, name: str):
+    """Refuse an index outside ``[0, H * W)``, in one pass: seen as unsigned, a negative
+    index is larger than any plane."""
+    if not indices.size:
+        return
+    h, w = plan.in_hw
+    unsigned = indices.view(np.dtype(f"u{indices.dtype.itemsize}"))
+    if int(np.max(unsigned)) >= h * w:
+        raise ValueError(
+            f"{name} must be flat indices into the {h}x{w} input plane, in [0, {h * w}), "
+            f"got values from {int(np.min(indices))} to {int(np.max(indices))}")
+
+
+def max_scatter_planned(plan: PoolPlan, dy, x, indices, config=DEFAULT_CONFIG,
+                        accumulate="float64"):
+    """:func:`max_pool2d_backward` with ``indices`` (checked by :func:`check_indices`, their
+    range checked here), for arguments already checked into ``plan``."""
+    check_config(config)
+    acc = _acc_dtype(accumulate, x.dtype)
+    if not indices.dtype.isnative:
+        # The range check reads the bits as unsigned integers of this machine's order.
+        indices = indices.astype(indices.dtype.newbyteorder("="))
+    dx = np.empty(x.shape, dtype=x.dtype)
+    blocks = _image_blocks(plan, acc.itemsize, config)
+    if blocks:
+        scatter = _Scatter(plan, blocks[0][1] - blocks[0][0], acc, dx.dtype)
+        for n0, n1 in blocks:
+            scatter(indices[n0:n1], dy[n0:n1], dx[n0:n1], check="indices")
+    return dx
+
+
+class _Scatter:
+    """Adds each window's ``dy`` into the input cell its plane index names, for blocks of
+    up to ``nb`` images.
+
+    One ``np.add.at`` over flat NHWC indices, in window order (so the sums reaching a
+    cell are formed in the same order whatever found the indices): straight into dx
+    when the sums run in its dtype, else into a buffer of the accumulator's dtype,
+    rounded once into dx. ``dy`` is cast to the accumulator first: ``np.add.at`` is
+    many times slower when it must cast as it goes. The block of dx (or the buffer)
+    is zeroed just before the scatter, so that it is still in cache when the scatter
+    writes it (zeroing all of dx first would send it to memory and back).
+    """
+
+    def __init__(self, plan: PoolPlan, nb, acc, dtype):
+        h, w = plan.in_hw
+        self.plan, self.c, self.plane = plan, plan.c, h * w * plan.c
+        # Each output's channel, as a whole array: adding it to index * C runs one
+        # long loop, where adding a broadcast (C,) row runs loops of C.
+        self.channel = np.broadcast_to(np.arange(plan.c, dtype=np.intp),
+                                       (*plan.out_hw, plan.c)).copy()
+        self.image = np.arange(nb, dtype=np.intp)[:, None, None, None] * self.plane
+        self.flat = np.empty((nb, *plan.out_hw, plan.c), dtype=np.intp)
+        self.acc = acc
+        self.buffer = None if acc == dtype else np.empty(nb * self.plane, acc)
+
+    def __call__(self, indices, dy, dx, check=None):
+        """Write the gradient of one block into ``dx``; with ``check`` (the name of the
+        indices), refuse indices outside the plane first."""
+        nb = len(dy)
+        flat = self.flat[:nb]
+        np.multiply(indices, self.c, out=flat, casting="unsafe")
+        if check is not None:
+            # After the multiply, which brought the indices into cache.
+            _check_range(indices, self.plan, check)
+        flat += self.channel
+        if nb > 1:
+            flat += self.image[:nb]
+        values = dy.astype(self.acc, copy=False).reshape(-1)
+        target = dx.reshape(-1) if self.buffer is None else self.buffer[:nb * self.plane]
+        target.fill(0)
+        np.add.at(target, flat.reshape(-1), values)
+        if self.buffer is not None:
+            dx.reshape(-1)[...] = target
+
+
+def max_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG, accumulate="float64"):
+    """:func:`max_pool2d_backward` without indices, for arguments already checked into
+    ``plan``.
 
     Routes separably (see :class:`_SeparableRouter`); a block whose windows hold
-    NaN, or whose ``dy`` is not finite, is routed by :func:`_route_by_scan`. Blocks
-    of images run on ``config.threads`` threads.
+    NaN, or whose ``dy`` is not finite, is routed by torch's scan
+    (:func:`_argmax_taps`) and a scatter.
     """
     check_config(config)
+    acc = _acc_dtype(accumulate, x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
     (t, _), (left, _) = plan.pads
     h, w = plan.in_hw
-
-    def run(blocks):
-        nb = blocks[0][1] - blocks[0][0]
-        # One padded buffer for all these blocks: its -inf border is written once.
-        xp = np.full((nb, *_padded_shape(plan)[1:]), -np.inf, x.dtype)
-        router = _SeparableRouter(plan, nb)
-        for n0, n1 in blocks:
-            xpb = xp[:n1 - n0]
-            xpb[:, t:t + h, left:left + w] = x[n0:n1]
-            if not router.route(xpb, dy[n0:n1], dx[n0:n1]):
-                dx[n0:n1] = _route_by_scan(plan, xpb, dy[n0:n1])
-
     blocks = _image_blocks(plan, x.dtype.itemsize, config)
-    if blocks:
-        _parallel_map(run, blocks, config.threads)
+    if not blocks:
+        return dx
+    taps = _TapIndex(plan)
+    nb = blocks[0][1] - blocks[0][0]
+    # One padded buffer for all the blocks: its -inf border is written once.
+    xp = np.full((nb, *_padded_shape(plan)[1:]), -np.inf, x.dtype)
+    router = _SeparableRouter(plan, nb, acc)
+    scatter = None
+    for n0, n1 in blocks:
+        xpb = xp[:n1 - n0]
+        xpb[:, t:t + h, left:left + w] = x[n0:n1]
+        if not router.route(xpb, dy[n0:n1], dx[n0:n1]):
+            scatter = scatter or _Scatter(plan, nb, acc, dx.dtype)
+            best = np.empty((n1 - n0, *plan.out_shape[1:]), x.dtype)
+            index = np.empty(best.shape, np.int64)
+            taps.plane_indices(_argmax_taps(plan, xpb, best, taps.first), index)
+            scatter(index, dy[n0:n1], dx[n0:n1])
     return dx
 
 
@@ -149,14 +393,15 @@ class _SeparableRouter:
     window's maximum over its column segments; the row-major first maximum is then,
     among the segments reaching it, the one with the least ``row * f_w + column``
     (a small integer key: int8 arithmetic costs a fraction of float arithmetic).
-    The gradient reaches the chosen cells by one ``np.add.at`` over flat indices,
-    summed in float64 (where several windows route to one cell, a sum in x's dtype
-    could be an ulp off the correctly rounded one) and rounded once into dx.
+    The gradient reaches the chosen cells by one ``np.add.at`` over flat indices, in
+    window order as :class:`_Scatter`'s, summed in ``acc`` (where several windows
+    route to one cell, a sum in x's dtype could be an ulp off the correctly rounded
+    one) and rounded once into dx.
 
     Holds what every block of up to ``nb`` images shares: flat window origins, scratch.
     """
 
-    def __init__(self, plan: PoolPlan, nb):
+    def __init__(self, plan: PoolPlan, nb, acc=np.float64):
         self.plan = plan
         self.rows_at, self.cols_at = _axis_slices(plan)
         self.first_rows = _first_real_taps(plan)[0]
@@ -175,8 +420,8 @@ class _SeparableRouter:
                         + np.arange(wo)[:, None] * sw - left) * c + np.arange(c))
         self.row_step, self.col_step = np.intp(dh * w * c), np.intp(dw * c)
         self.flat = np.empty(self.origin.shape, dtype=np.intp)
-        self.acc = np.empty((nb, h * w * c), np.float64)
-        self.share = np.empty(self.origin.shape, np.float64)
+        self.acc = np.empty((nb, h * w * c), acc)
+        self.share = np.empty(self.origin.shape, acc)
 
     def route(self, xp, dy, dx) -> bool:
         """Write the gradient of the block ``xp`` (padded with -inf) into ``dx``.
@@ -275,55 +520,12 @@ def _first_real_taps(plan: PoolPlan):
                                              plan.stride, plan.dilation, plan.pads)]
 
 
-def _route_by_scan(plan: PoolPlan, xp, dy):
-    """Max-pool gradient of one padded block by replaying torch's scan literally.
-
-    ``best`` starts at -inf and the chosen tap at the window's first real cell; a
-    tap replaces them when ``value > best`` or when it is NaN. So ties keep the
-    first maximum, the last NaN wins, and an all -inf window keeps its first real
-    cell (padding is -inf and never wins). The chosen taps then receive ``dy``
-    through one ``np.bincount`` over flat indices. Handles any input, slowly.
-    """
-    nb, hp, wp, c = xp.shape
-    (sh, sw), (dh, dw), (fh, fw) = plan.stride, plan.dilation, plan.kernel
-    ho, wo = plan.out_hw
-    # Flat offset (in the padded block) of every tap, and of each window's start.
-    tap_offset = [(kh * dh * wp + kw * dw) * c for kh in range(fh) for kw in range(fw)]
-    start = ((np.arange(ho)[:, None, None] * sh * wp + np.arange(wo)[None, :, None] * sw) * c
-             + np.arange(c)[None, None, :])
-    # Real cells form a grid, so a window's first real tap (row-major) is its first real
-    # row and, in it, its first real column.
-    first_row, first_col = _first_real_taps(plan)
-    first_real = np.asarray(tap_offset)[first_row[:, None] * fw + first_col[None, :]][:, :, None]
-    has_nan = bool(np.isnan(xp).any())
-    best = np.full((nb, ho, wo, c), -np.inf, dtype=xp.dtype)
-    chosen = np.broadcast_to(first_real, best.shape).astype(np.int32)
-    wins = np.empty(best.shape, dtype=bool)
-    step = np.empty(best.shape, dtype=np.int32)
-    for offset, (_, _, rows, cols) in zip(tap_offset, tap_slices(plan)):
-        tap = xp[:, rows, cols, :]
-        np.greater(tap, best, out=wins)
-        if has_nan:
-            wins |= np.isnan(tap)
-        # The running value is max(best, tap) (NaN sticks, as in torch's scan);
-        # np.copyto(..., where=) would be several times slower than these.
-        np.maximum(best, tap, out=best)
-        # chosen = where(wins, offset, chosen), as arithmetic: masked selects with a
-        # random mask run about six times slower than these three passes.
-        np.subtract(np.int32(offset), chosen, out=step)
-        step *= wins
-        chosen += step
-    flat = chosen.astype(np.intp)
-    flat += start
-    flat += (np.arange(nb) * (hp * wp * c))[:, None, None, None]
-    dxp = np.bincount(flat.ravel(), weights=dy.ravel().astype(np.float64),
-                      minlength=nb * hp * wp * c).reshape(nb, hp, wp, c)
-    return _crop(dxp, plan)
-
+# Average pooling -------------------------------------------------------------------------
 
 def avg_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, config=DEFAULT_CONFIG):
-    """Average pooling, summed in float64.
+               count_include_pad=True, divisor_override=None, accumulate="float64",
+               config=DEFAULT_CONFIG):
+    """Average pooling.
 
     Parameters
     ----------
@@ -336,6 +538,9 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
         real input cells only (False). Cells that ceil_mode adds never count.
     divisor_override : int, optional
         Divide by this instead.
+    accumulate : {"float64", "native"}
+        Sum and divide in float64, rounding once (the default), or in x's
+        precision (float16 in float32), as torch does.
     config : FastConfig, optional
         Block sizes (see :class:`refcnn.fast.FastConfig`).
 
@@ -346,39 +551,44 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     plan = _core_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
                       ceil_mode=ceil_mode, count_include_pad=count_include_pad,
                       divisor_override=divisor_override)
-    return avg_planned(plan, x, config)
+    return avg_planned(plan, x, config, accumulate)
 
 
-def avg_planned(plan: PoolPlan, x, config=DEFAULT_CONFIG):
+def avg_planned(plan: PoolPlan, x, config=DEFAULT_CONFIG, accumulate="float64"):
     """:func:`avg_pool2d` for arguments already checked into ``plan``."""
     check_config(config)
+    acc = _acc_dtype(accumulate, x.dtype)
     y = np.empty(plan.out_shape, dtype=x.dtype)
-    div = divisor(plan)
+    div = _divisor_in(plan, acc)
     rows_at, cols_at = _axis_slices(plan)
     # Without padding (or ceil_mode overhang) the taps read x itself: no padded copy.
     unpadded = _padded_shape(plan) == x.shape
-    for n0, n1 in _image_blocks(plan, 8, config):
+    for n0, n1 in _image_blocks(plan, acc.itemsize, config):
         xp = x[n0:n1] if unpadded else _pad(x[n0:n1], plan, 0.0)
-        # Separable float64 sum: the height taps first, as they read whole padded rows
-        # (long contiguous runs, so NumPy's inner loops are long), then the width taps
-        # of those sums. The first tap is converted to float64 as it is copied.
-        down = xp[:, rows_at[0]].astype(np.float64)
-        for rows in rows_at[1:]:
-            down += xp[:, rows]
-        if len(cols_at) == 1:
-            total = down[:, :, cols_at[0]]
-        else:
-            total = np.add(down[:, :, cols_at[0]], down[:, :, cols_at[1]])
-            for cols in cols_at[2:]:
-                total += down[:, :, cols]
-        # Divided in float64, rounded once into y.
+        # Separable sum: the height taps first, as they read whole padded rows (long
+        # contiguous runs, so NumPy's inner loops are long), then the width taps of
+        # those sums, which are a fraction of the input.
+        down = _sum_taps([xp[:, rows] for rows in rows_at], acc)
+        total = _sum_taps([down[:, :, cols] for cols in cols_at], acc)
+        # Divided in the accumulator's dtype, rounded once into y.
         np.divide(total, div, out=y[n0:n1], casting="unsafe")
     return y
 
 
+def _sum_taps(taps, acc):
+    """The sum of equally shaped ``taps``, in ``acc``, left to right (a fresh array, or
+    the one tap itself when it is already in ``acc``)."""
+    if len(taps) == 1:
+        return taps[0].astype(acc, copy=False)
+    total = np.add(taps[0], taps[1], dtype=acc)
+    for tap in taps[2:]:
+        total += tap
+    return total
+
+
 def avg_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=1,
                         ceil_mode=False, count_include_pad=True, divisor_override=None,
-                        config=DEFAULT_CONFIG):
+                        accumulate="float64", config=DEFAULT_CONFIG):
     """Gradient of :func:`avg_pool2d` with respect to x.
 
     Parameters
@@ -387,6 +597,10 @@ def avg_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
     x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override,
     config
         As for :func:`avg_pool2d`.
+    accumulate : {"float64", "native"}
+        Each window's share ``dy / divisor``, and the shares that overlapping
+        windows add into one cell, in float64 rounded once (the default) or in
+        x's precision.
 
     Returns
     -------
@@ -396,30 +610,34 @@ def avg_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
                       ceil_mode=ceil_mode, count_include_pad=count_include_pad,
                       divisor_override=divisor_override)
     check_grad(dy, plan, "dy")
-    return avg_backward_planned(plan, dy, x, config)
+    return avg_backward_planned(plan, dy, x, config, accumulate)
 
 
-def avg_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG):
+def avg_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG, accumulate="float64"):
     """:func:`avg_pool2d_backward` for arguments already checked into ``plan``."""
     check_config(config)
+    acc = _acc_dtype(accumulate, x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
-    div = divisor(plan)
+    div = _divisor_in(plan, acc)
     if _tiles(plan):
         # Windows tile the input exactly: every cell gets one window's share, no sums.
         (fh, fw), (ho, wo) = plan.kernel, plan.out_hw
-        share = dy.astype(np.float64) / div
-        dx.reshape(plan.n, ho, fh, wo, fw, plan.c)[...] = share[:, :, None, :, None, :]
+        share = np.divide(dy, div, dtype=acc)
+        tiles = dx.reshape(plan.n, ho, fh, wo, fw, plan.c)
+        # The first row of each tile from the shares, the other rows copies of it:
+        # long contiguous runs where a broadcast over both axes has runs of C.
+        tiles[:, :, 0] = share[:, :, :, None, :]
+        tiles[:, :, 1:] = tiles[:, :, :1]
         return dx
     rows_at, cols_at = _axis_slices(plan)
     shape = _padded_shape(plan)
-    for n0, n1 in _image_blocks(plan, 8, config):
-        share = dy[n0:n1].astype(np.float64)
-        share /= div
+    for n0, n1 in _image_blocks(plan, acc.itemsize, config):
+        share = np.divide(dy[n0:n1], div, dtype=acc)
         # Adjoint of the separable sum: spread along the height, then along the width.
-        down = np.zeros((n1 - n0, shape[1], plan.out_hw[1], plan.c))
+        down = np.zeros((n1 - n0, shape[1], plan.out_hw[1], plan.c), acc)
         for rows in rows_at:
             down[:, rows] += share
-        dxp = np.zeros((n1 - n0, *shape[1:]))
+        dxp = np.zeros((n1 - n0, *shape[1:]), acc)
         for cols in cols_at:
             dxp[:, :, cols, :] += down
         dx[n0:n1] = _crop(dxp, plan)
@@ -437,6 +655,13 @@ def divisor(plan: PoolPlan) -> np.ndarray:
         )
     ]
     return np.multiply.outer(counts[0], counts[1])[:, :, None]
+
+
+def _divisor_in(plan: PoolPlan, acc):
+    """:func:`divisor` in ``acc``: one scalar where every window has the same (a scalar
+    divides faster than a broadcast array, and gives the same values)."""
+    div = divisor(plan).astype(acc)
+    return div.flat[0] if div.size and (div == div.flat[0]).all() else div
 
 
 def _padded_shape(plan: PoolPlan):
@@ -461,7 +686,6 @@ def _image_blocks(plan: PoolPlan, itemsize, config):
     _, hp, wp, c = _padded_shape(plan)
     step = max(1, config.pool_block_bytes // max(hp * wp * c * itemsize, 1))
     return [(lo, min(lo + step, plan.n)) for lo in range(0, plan.n, step)]
-
 
 
 def _tiles(plan: PoolPlan) -> bool:

@@ -86,7 +86,7 @@ def test_a_call_leaves_no_thread_behind():
 def test_no_module_state():
     """The knobs live in FastConfig only: no thread pool or tuned constant at module level."""
     shared = {"DEFAULT_CONFIG", "DEFAULT_WORKSPACE_BYTES"}  # refcnn.fast.config's defaults
-    for module in (fast.conv, fast.pool, fast.plan, fast.layout):
+    for module in (fast.im2col, fast.pool, fast.plan, fast.layout):
         names = [n for n in vars(module)
                  if n.strip("_").isupper() and not n.startswith("__") and n not in shared]
         assert not names, f"{module.__name__} has module-level knobs {names}"

@@ -32,9 +32,10 @@ from refcnn._params import check_accumulate, result_dtype
 from refcnn.fast.config import DEFAULT_CONFIG, DEFAULT_WORKSPACE_BYTES, check_config
 from refcnn.fast.layout import c_array, c_strides, window_view
 from refcnn.fast.plan import ConvPlan, check_grad, conv_plan
+from refcnn.fast.threads import parallel_chunks, parallel_map, split_whole_images
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_planned", "conv2d_backward_planned",
-           "DEFAULT_WORKSPACE_BYTES"]
+           "conv2d_input_grad_planned", "conv2d_weight_grad_planned", "DEFAULT_WORKSPACE_BYTES"]
 
 
 def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -128,6 +129,56 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
     )
 
 
+def conv2d_input_grad_planned(plan: ConvPlan, dy, w, out_dtype, accumulate="float64",
+                              workspace_bytes=None, config=DEFAULT_CONFIG):
+    """The dx of :func:`conv2d_backward` alone, for arguments already checked into
+    ``plan`` (no input needed: a transposed conv's forward).
+
+    Parameters
+    ----------
+    dy : ndarray, shape ``plan.out_shape``
+    w : ndarray, shape (f_h, f_w, C_in // groups, C_out)
+    out_dtype : dtype of the result
+
+    Returns
+    -------
+    dx : ndarray, shape (N, H, W, C_in), ``out_dtype``, C-contiguous
+    """
+    check_config(config)
+    acc = _acc_dtype(accumulate, np.result_type(out_dtype, dy, w))
+    dy, w = c_array(dy), c_array(w)
+    if _channelwise(plan):
+        dx = _channelwise_input_grad(plan, dy, w, acc, config)
+    else:
+        dx = _patch_input_grad(plan, dy, w, acc, out_dtype, config, workspace_bytes)
+    return np.ascontiguousarray(dx, dtype=out_dtype)
+
+
+def conv2d_weight_grad_planned(plan: ConvPlan, dy, x, out_dtype, accumulate="float64",
+                               workspace_bytes=None, config=DEFAULT_CONFIG):
+    """The dw of :func:`conv2d_backward` alone, for arguments already checked into
+    ``plan``.
+
+    Parameters
+    ----------
+    dy : ndarray, shape ``plan.out_shape``
+    x : ndarray, shape (N, H, W, C_in)
+    out_dtype : dtype of the result
+
+    Returns
+    -------
+    dw : ndarray, shape (f_h, f_w, C_in // groups, C_out), ``out_dtype``
+    """
+    check_config(config)
+    acc = _acc_dtype(accumulate, np.result_type(out_dtype, dy, x))
+    dy = c_array(dy)
+    if _channelwise(plan):
+        dw = _channelwise_weight_grad(plan, dy, _pad(x, plan, acc), acc, config)
+    else:
+        dw = _patch_weight_grad(plan, dy, x, acc, config, workspace_bytes)
+    return dw.astype(out_dtype)
+
+
 def _correlate(plan: ConvPlan, x, wg, acc, out_dtype, config, bias=None,
                workspace_bytes=None):
     """Cross-correlation of ``x`` (unpadded) with grouped weights ``wg`` (see
@@ -175,60 +226,77 @@ def _correlate(plan: ConvPlan, x, wg, acc, out_dtype, config, bias=None,
 
 
 def _patch_backward(plan: ConvPlan, dy, x, w, acc, config, workspace_bytes):
-    """dx (unpadded; in x's dtype on the stride-1 path, else in ``acc``) and dw (in ``acc``) of a conv with a patch
-    matrix.
+    """dx (unpadded; in x's dtype on the stride-1 path, else in ``acc``) and dw (in
+    ``acc``) of a conv with a patch matrix: :func:`_patch_input_grad` and
+    :func:`_patch_weight_grad`."""
+    dw = _patch_weight_grad(plan, dy, x, acc, config, workspace_bytes)
+    return _patch_input_grad(plan, dy, w, acc, x.dtype, config, workspace_bytes), dw
 
-    dw sums ``patches.T @ dy`` over blocks. dx: for an ungrouped conv with stride 1 it
-    is the correlation of ``dy``, padded by the kernel's reach less the forward
-    padding, with the flipped kernel (input and output channels swapped): one more
-    im2col and product that write each dx once. Otherwise each block's patch
-    gradient ``dy @ w.T`` is added back into a padded dx (see :func:`_scatter_patches`).
-    """
+
+def _back_pads(plan: ConvPlan):
+    """Padding of ``dy`` that makes dx a stride-1 correlation: the kernel's reach less
+    the forward padding, per side (negative where the forward padded more than that)."""
+    reach = [(f - 1) * d for f, d in zip(plan.kernel, plan.dilation)]
+    return tuple((r - p0, r - p1) for r, (p0, p1) in zip(reach, plan.pads))
+
+
+def _patch_weight_grad(plan: ConvPlan, dy, x, acc, config, workspace_bytes):
+    """dw of a conv with a patch matrix, in ``acc``: ``patches.T @ dy`` summed over
+    blocks."""
     g, og = plan.groups, plan.c_out_per_group
-    (fh, fw), (dh, dwl) = plan.kernel, plan.dilation
-    wg = _weights_by_group(w, plan, acc)
-    dwg = np.zeros_like(wg)
-    reach = ((fh - 1) * dh, (fw - 1) * dwl)
-    back_pads = tuple((r - p0, r - p1) for r, (p0, p1) in zip(reach, plan.pads))
-    direct = g == 1 and plan.stride == (1, 1) and min(min(p) for p in back_pads) >= 0
-    dxp = wgt = None
-    if not direct:
-        dxp = np.zeros((plan.n, plan.in_hw[0] + sum(plan.pads[0]),
-                        plan.in_hw[1] + sum(plan.pads[1]), plan.c_in), dtype=acc)
-        wgt = c_array(wg.transpose(0, 2, 1))
-    k = wg.shape[1]
-    buf = dbuf = None
+    k = plan.kernel[0] * plan.kernel[1] * plan.c_in_per_group
+    dwg = np.zeros((g, k, og), acc)
+    buf = None
     for blk, src, sblk in _padded_blocks(x, plan, acc, config, workspace_bytes):
         n0, n1, r0, r1 = blk
         m = (n1 - n0) * (r1 - r0) * plan.out_hw[1]
         if buf is None:  # the first block is the largest
             buf = np.empty(g * m * k, acc)
-            dbuf = None if direct else np.empty(g * m * k, acc)
         cols = _patches(src, plan, sblk, buf[:g * m * k].reshape(g, m, k))
         dyb = dy[n0:n1, r0:r1].astype(acc, copy=False).reshape(-1, plan.c_out)
         if g == 1:
             dwg[0] += cols[0].T @ dyb
         else:
-            dyg = dyb.reshape(-1, g, og).transpose(1, 0, 2)
-            dwg += np.matmul(cols.transpose(0, 2, 1), dyg)
-        if not direct:
-            dcols = dbuf[:g * m * k].reshape(g, m, k)
-            if g == 1:
-                np.matmul(dyb, wgt[0], out=dcols[0])
-            else:
-                np.matmul(dyg, wgt, out=dcols)
-            _scatter_patches(dcols, dxp, plan, blk)
-    dw = _ungroup_weights(dwg, plan)
-    if direct:
-        del buf
+            dwg += np.matmul(cols.transpose(0, 2, 1), dyb.reshape(-1, g, og).transpose(1, 0, 2))
+    return _ungroup_weights(dwg, plan)
+
+
+def _patch_input_grad(plan: ConvPlan, dy, w, acc, out_dtype, config, workspace_bytes):
+    """dx (unpadded) of a conv with a patch matrix.
+
+    For an ungrouped conv with stride 1 it is the correlation of ``dy``, padded by the
+    kernel's reach less the forward padding, with the flipped kernel (input and output
+    channels swapped): one im2col and product that write each dx once, in
+    ``out_dtype``. Otherwise each block's patch gradient ``dy @ w.T`` is added back
+    into a padded dx in ``acc`` (see :func:`_scatter_patches`), returned cropped.
+    """
+    g, og = plan.groups, plan.c_out_per_group
+    back_pads = _back_pads(plan)
+    if g == 1 and plan.stride == (1, 1) and min(min(p) for p in back_pads) >= 0:
         back = dataclasses.replace(plan, in_hw=plan.out_hw, c_in=plan.c_out, c_out=plan.c_in,
                                    pads=back_pads, out_hw=plan.in_hw)
         wb = _weights_by_group(w[::-1, ::-1].transpose(0, 1, 3, 2), back, acc)
-        dx = _correlate(back, dy, wb, acc, x.dtype, config, None, workspace_bytes)
-        return dx, dw
+        return _correlate(back, dy, wb, acc, out_dtype, config, None, workspace_bytes)
+    wgt = c_array(_weights_by_group(w, plan, acc).transpose(0, 2, 1))
+    dxp = np.zeros((plan.n, plan.in_hw[0] + sum(plan.pads[0]),
+                    plan.in_hw[1] + sum(plan.pads[1]), plan.c_in), dtype=acc)
+    k = wgt.shape[2]
+    dbuf = None
+    for blk in _patch_blocks(plan, acc, config, workspace_bytes):
+        n0, n1, r0, r1 = blk
+        m = (n1 - n0) * (r1 - r0) * plan.out_hw[1]
+        if dbuf is None:  # the first block is the largest
+            dbuf = np.empty(g * m * k, acc)
+        dcols = dbuf[:g * m * k].reshape(g, m, k)
+        dyb = dy[n0:n1, r0:r1].astype(acc, copy=False).reshape(-1, plan.c_out)
+        if g == 1:
+            np.matmul(dyb, wgt[0], out=dcols[0])
+        else:
+            np.matmul(dyb.reshape(-1, g, og).transpose(1, 0, 2), wgt, out=dcols)
+        _scatter_patches(dcols, dxp, plan, blk)
     (t, _), (left, _) = plan.pads
     h, wd = plan.in_hw
-    return dxp[:, t:t + h, left:left + wd, :], dw
+    return dxp[:, t:t + h, left:left + wd, :]
 
 
 def _padded_blocks(x, plan: ConvPlan, acc, config, workspace_bytes):
@@ -265,30 +333,34 @@ def _channelwise_correlate(plan: ConvPlan, x, w, acc, config, bias=None):
     ``w`` (one input channel per group), in ``acc``: shift, multiply and add, a block
     of output rows at a time. Each block pads just the input rows it reads into a
     small buffer (see :func:`_padded_slab`), so the block, its input and its scratch
-    stay in cache and no padded copy of the whole input is made."""
+    stay in cache and no padded copy of the whole input is made. Blocks write
+    disjoint outputs, so they run on ``config.threads`` threads."""
     y = np.empty(plan.out_shape, dtype=acc)
     wt = _tiled_taps(w, plan, acc)
-
     blocks = _channelwise_blocks(plan, acc, config)
     if not blocks:
         return y
-    # Scratch for the largest block, the first.
-    n0, n1, r0, r1 = blocks[0]
-    tmp = np.empty((n1 - n0, r1 - r0, *plan.out_shape[2:]), acc)
-    buf = _SlabBuffer(n1 - n0, _slab_rows(plan, r1 - r0), plan.in_hw[1] + sum(plan.pads[1]),
-                      plan.c_in, acc)
-    for n0, n1, r0, r1 in blocks:
-        out = y[n0:n1, r0:r1]
-        t = tmp[:n1 - n0, :r1 - r0]
-        xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
-        for k, (rows, cols) in enumerate(_tap_views(plan, 0, r1 - r0)):
-            if k == 0:
-                np.multiply(xp[:, rows, cols], wt[k], out=out)
-            else:
-                np.multiply(xp[:, rows, cols], wt[k], out=t)
-                out += t
-        if bias is not None:
-            out += bias
+
+    def run(chunk):
+        # Scratch for the chunk's largest block, its first.
+        n0, n1, r0, r1 = chunk[0]
+        tmp = np.empty((n1 - n0, r1 - r0, *plan.out_shape[2:]), acc)
+        buf = _SlabBuffer(n1 - n0, _slab_rows(plan, r1 - r0),
+                          plan.in_hw[1] + sum(plan.pads[1]), plan.c_in, acc)
+        for n0, n1, r0, r1 in chunk:
+            out = y[n0:n1, r0:r1]
+            t = tmp[:n1 - n0, :r1 - r0]
+            xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
+            for k, (rows, cols) in enumerate(_tap_views(plan, 0, r1 - r0)):
+                if k == 0:
+                    np.multiply(xp[:, rows, cols], wt[k], out=out)
+                else:
+                    np.multiply(xp[:, rows, cols], wt[k], out=t)
+                    out += t
+            if bias is not None:
+                out += bias
+
+    parallel_map(run, blocks, config.threads)
     return y
 
 
@@ -339,47 +411,73 @@ def _padded_slab(x, plan: ConvPlan, n0, n1, r0, r1, buf):
 
 
 def _channelwise_backward(plan: ConvPlan, dy, xp, w, acc, config):
-    """dx (unpadded) and dw of a depthwise conv, in ``acc``.
+    """dx (unpadded) and dw of a depthwise conv, in ``acc``: :func:`_channelwise_weight_grad`
+    and :func:`_channelwise_input_grad`."""
+    dyc = dy.astype(acc, copy=False)
+    return (_channelwise_input_grad(plan, dyc, w, acc, config),
+            _channelwise_weight_grad(plan, dyc, xp, acc, config))
 
-    dw: one ``einsum`` per block over a strided view holding every tap of every
-    window, which multiplies and sums without a product array in between. dx: with
-    stride 1 it is the correlation of ``dy``, padded by the kernel's reach less the
-    forward padding, with the flipped kernel: the forward routine, which writes each
-    output once instead of adding every tap into a padded dx. Otherwise each tap's
-    ``dy * w`` is added into a padded dx.
-    """
+
+def _channelwise_weight_grad(plan: ConvPlan, dy, xp, acc, config):
+    """dw of a depthwise conv from the padded input ``xp`` (C-ordered, see :func:`_pad`),
+    in ``acc``: one ``einsum`` per block over a strided view holding every tap of every
+    window, which multiplies and sums without a product array in between; chunks of
+    blocks run on ``config.threads`` threads, each summing its own dw."""
     (fh, fw), (sh, sw), (dh, dwl) = plan.kernel, plan.stride, plan.dilation
     c = plan.c_out
     dyc = dy.astype(acc, copy=False)
-    s0, s1, s2, s3 = c_strides(xp.shape)  # xp is C-ordered (see _pad)
+    s0, s1, s2, s3 = c_strides(xp.shape)
+
+    def run(chunk):
+        dwt = np.zeros((fh, fw, c), dtype=acc)
+        for n0, n1, r0, r1 in chunk:
+            taps = window_view(xp, n0 * s0 + sh * r0 * s1,
+                               (n1 - n0, r1 - r0, plan.out_hw[1], fh, fw, c),
+                               (s0, sh * s1, sw * s2, dh * s1, dwl * s2, s3))
+            dwt += np.einsum("nhwabc,nhwc->abc", taps, dyc[n0:n1, r0:r1])
+        return dwt
+
+    parts = parallel_map(run, _channelwise_blocks(plan, acc, config), config.threads)
     dwt = np.zeros((fh, fw, c), dtype=acc)
-    for n0, n1, r0, r1 in _channelwise_blocks(plan, acc, config):
-        taps = window_view(xp, n0 * s0 + sh * r0 * s1,
-                           (n1 - n0, r1 - r0, plan.out_hw[1], fh, fw, c),
-                           (s0, sh * s1, sw * s2, dh * s1, dwl * s2, s3))
-        dwt += np.einsum("nhwabc,nhwc->abc", taps, dyc[n0:n1, r0:r1])
-    dw = dwt.reshape(fh, fw, 1, c)
-    reach = ((fh - 1) * dh, (fw - 1) * dwl)
-    back_pads = tuple((r - p0, r - p1) for r, (p0, p1) in zip(reach, plan.pads))
-    if (sh, sw) == (1, 1) and min(min(p) for p in back_pads) >= 0:
+    for part in parts:
+        dwt += part
+    return dwt.reshape(fh, fw, 1, c)
+
+
+def _channelwise_input_grad(plan: ConvPlan, dy, w, acc, config):
+    """dx (unpadded) of a depthwise conv, in ``acc``.
+
+    With stride 1 it is the correlation of ``dy``, padded by the kernel's reach less
+    the forward padding, with the flipped kernel: the forward routine, which writes
+    each output once instead of adding every tap into a padded dx. Otherwise each
+    tap's ``dy * w`` is added into a padded dx, whole images per thread (blocks of
+    one image's rows add into overlapping padded rows).
+    """
+    dyc = dy.astype(acc, copy=False)
+    back_pads = _back_pads(plan)
+    if plan.stride == (1, 1) and min(min(p) for p in back_pads) >= 0:
         back = dataclasses.replace(plan, in_hw=plan.out_hw, pads=back_pads, out_hw=plan.in_hw)
-        dx = _channelwise_correlate(back, dyc, w[::-1, ::-1], acc, config)
-        return dx, dw
+        return _channelwise_correlate(back, dyc, w[::-1, ::-1], acc, config)
     wt = _tiled_taps(w, plan, acc)
-    dxp = np.zeros(xp.shape, dtype=acc)
-    tmp = None
-    for n0, n1, r0, r1 in _channelwise_blocks(plan, acc, config):
-        dyb = dyc[n0:n1, r0:r1]
-        if tmp is None:
-            tmp = np.empty(dyb.shape, acc)
-        t = tmp[:n1 - n0, :r1 - r0]
-        for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
-            np.multiply(dyb, wt[k], out=t)
-            dxv = dxp[n0:n1, rows, cols]
-            np.add(dxv, t, out=dxv)
+    dxp = np.zeros((plan.n, plan.in_hw[0] + sum(plan.pads[0]),
+                    plan.in_hw[1] + sum(plan.pads[1]), plan.c_in), dtype=acc)
+
+    def run(chunk):
+        n0, n1, r0, r1 = chunk[0]
+        tmp = np.empty((n1 - n0, r1 - r0, *plan.out_shape[2:]), acc)
+        for n0, n1, r0, r1 in chunk:
+            dyb = dyc[n0:n1, r0:r1]
+            t = tmp[:n1 - n0, :r1 - r0]
+            for k, (rows, cols) in enumerate(_tap_views(plan, r0, r1)):
+                np.multiply(dyb, wt[k], out=t)
+                dxv = dxp[n0:n1, rows, cols]
+                np.add(dxv, t, out=dxv)
+
+    blocks = _channelwise_blocks(plan, acc, config)
+    parallel_chunks(run, split_whole_images(blocks, config.threads))
     (t0, _), (left, _) = plan.pads
     h, wd = plan.in_hw
-    return dxp[:, t0:t0 + h, left:left + wd, :], dw
+    return dxp[:, t0:t0 + h, left:left + wd, :]
 
 
 def _acc_dtype(accumulate, out_dtype):
