@@ -58,7 +58,10 @@ def _holds(case, backend_name):
         return  # not a valid geometry: nothing to check
     backend = load_backend(backend_name)
     result = run_backend(case, backend_name, backend)
-    assert result.status in ("passed", "unsupported"), result.summary()
+    # "mistrusted": the drawn geometry makes the reference degenerate (one value in every
+    # cell its windows reach, as a tiny input under a large padded window gives), so the
+    # case cannot tell a right kernel from a broadcast; that says nothing of the backend.
+    assert result.status in ("passed", "unsupported", "mistrusted"), result.summary()
 
 
 _settings = settings(max_examples=40, deadline=None,
