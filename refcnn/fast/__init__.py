@@ -1,4 +1,4 @@
-"""refcnn's fast path: blocked, cache-sized and (for the max-pool gradient) threaded
+"""refcnn's fast path: blocked and cache-sized
 2-D convolution and pooling in NHWC layout, with their gradients, and on top of the
 2-D conv, convolution and transposed convolution of 1 to 3 spatial dims with the
 arguments of :mod:`refcnn.functional`.

@@ -40,19 +40,21 @@ class FastConfig:
         Bytes of padded input per pooling block: small enough to stay in cache
         while every window tap reads it. Default 512 KiB.
     threads : int
-        Threads for the conv blocks that run concurrently (NumPy releases the
-        GIL inside its loops and matrix products); a pool of threads is made
-        for the call and shut down before it returns. 1 runs everything in the
-        caller. Pooling ignores it: its blocks are short ufunc calls, whose
-        hand-offs of the GIL cost more than a second thread gives, and the
-        max-pool gradient's scatter (``np.add.at``) holds the GIL. Default 2.
+        Threads for the depthwise conv's blocks, which then run concurrently
+        (NumPy releases the GIL inside its loops); a pool of threads is made
+        for the call and shut down before it returns. 1 (the default) runs
+        everything in the caller: on the 2-core machine this was tuned on, a
+        second thread made the depthwise 3x3 layer of the benchmarks slower
+        (forward 4.0 -> 5.3 ms, backward 8.9 -> 10.7 ms: the blocks are short
+        ufunc calls whose hand-offs of the GIL cost more than a core gives).
+        Pooling ignores it (its scatter, ``np.add.at``, holds the GIL).
     """
 
     block_target_bytes: int = 8 * 2**20
     channelwise_block_bytes: int = 256 * 2**10
     fold_bias_max_k: int = 256
     pool_block_bytes: int = 512 * 2**10
-    threads: int = 2
+    threads: int = 1
 
     def __post_init__(self):
         for f in fields(self):
