@@ -35,7 +35,8 @@ class Registered:
 
 REGISTRY: dict[str, Registered] = {
     "refcnn": Registered("crosscheck.backends.refcnn_backend:RefcnnBackend", "refcnn",
-                         "refcnn's fast 2-D path and rank-generic functions"),
+                         "refcnn's fast path (convs and transposed convs of 1-3 dims, 2-D "
+                         "pools) and rank-generic functions"),
     "refcnn.loops": Registered("crosscheck.backends.refcnn_backend:LoopsBackend", "refcnn",
                                "the notebook API as plain loops (2-D, small shapes)"),
     "torch": Registered("crosscheck.backends.torch_backend:TorchBackend", "torch",

@@ -1,4 +1,4 @@
-"""refcnn as a backend: its fast 2-D path and rank-generic functions, and the loop oracle.
+"""refcnn as a backend: its fast path and rank-generic functions, and the loop oracle.
 
 These are implementations under test like any other (the reference that judges
 every backend is refcnn's spec in float64, :mod:`crosscheck.ops`): ``refcnn``

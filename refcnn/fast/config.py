@@ -20,8 +20,8 @@ DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 
 @dataclass(frozen=True)
 class FastConfig:
-    """Tuning of the blocked and threaded fast path; the defaults suit a CPU with a
-    2 MiB L2 cache per core.
+    """Tuning of the blocked fast path (threads for the depthwise conv); the defaults
+    suit a CPU with a 2 MiB L2 cache per core.
 
     Parameters
     ----------
