@@ -129,6 +129,25 @@ def check_accumulate(value) -> str:
     return value
 
 
+def check_flag(value, name: str) -> None:
+    """``value`` is True or False (a NumPy bool too), or a TypeError naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def acc_dtype(accumulate, dtype) -> np.dtype:
+    """The dtype sums run in: float64, or for "native" ``dtype`` itself (float16 sums in
+    float32, as frameworks do: NumPy's float16 matmul and loops are unusably slow)."""
+    if check_accumulate(accumulate) == "float64":
+        return np.dtype(np.float64)
+    return np.promote_types(dtype, np.float32)
+
+
+def promoted(*arrays) -> np.dtype:
+    """The promoted dtype of the arrays given (None skipped)."""
+    return np.result_type(*[a for a in arrays if a is not None])
+
+
 # Rank-generic forms, for refcnn.functional: a value per spatial axis, any rank.
 
 def as_tuple(value, name: str, rank: int, minimum: int = 1) -> tuple[int, ...]:

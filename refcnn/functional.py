@@ -38,7 +38,7 @@ import numpy as np
 from refcnn import geometry, spec
 from refcnn._checks import (PAD_WORDS, check_fits, check_grad, check_input, conv_geometry,
                             transpose_geometry)
-from refcnn._params import as_pads, as_tuple, check_array, check_int
+from refcnn._params import as_pads, as_tuple, check_array, check_flag, check_int, promoted
 
 __all__ = [
     "conv", "conv_backward", "conv_transpose", "conv_transpose_backward",
@@ -73,7 +73,7 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     """
     g = conv_geometry(x, w, b, stride, padding, dilation, groups)
     y = spec.conv(_f64(x), _f64(w), _f64(b), g.stride, g.pads, g.dilation, g.groups)
-    return y.astype(_dtype(x, w, b), copy=False)
+    return y.astype(promoted(x, w, b), copy=False)
 
 
 def conv_backward(dy, x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
@@ -127,7 +127,7 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0, dilat
     g = transpose_geometry(x, w, b, stride, padding, output_padding, dilation, groups)
     y = spec.conv_transpose(_f64(x), _f64(w), _f64(b), g.stride, g.pads, g.dilation,
                             g.groups, g.output_padding)
-    return y.astype(_dtype(x, w, b), copy=False)
+    return y.astype(promoted(x, w, b), copy=False)
 
 
 def conv_transpose_backward(dy, x, w, b=None, *, stride=1, padding=0, output_padding=0,
@@ -181,7 +181,7 @@ def max_pool(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=Fa
         the first maximum in row-major window order (the last NaN if any; the
         first input cell of a window of -inf).
     """
-    _check_flag(return_indices, "return_indices")
+    check_flag(return_indices, "return_indices")
     g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
     y, indices = spec.max_pool(_f64(x), g.kernel, g.stride, g.dilation, g.pads, ceil_mode)
     y = y.astype(x.dtype, copy=False)
@@ -207,12 +207,12 @@ def max_pool_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=1,
     -------
     dx : ndarray, shape (N, *L, C), the promoted dtype of dy and x
     """
-    _check_flag(return_indices, "return_indices")
+    check_flag(return_indices, "return_indices")
     g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
     check_grad(dy, g.out_shape)
     dx = spec.max_pool_vjp(_f64(dy), _f64(x), g.kernel, g.stride, g.dilation, g.pads,
                            ceil_mode)
-    return dx.astype(_dtype(dy, x), copy=False)
+    return dx.astype(promoted(dy, x), copy=False)
 
 
 def avg_pool(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -260,7 +260,7 @@ def avg_pool_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=1,
     check_grad(dy, g.out_shape)
     dx = spec.avg_pool_vjp(_f64(dy), _f64(x), g.kernel, g.stride, g.dilation, g.pads,
                            ceil_mode, count_include_pad, divisor_override)
-    return dx.astype(_dtype(dy, x), copy=False)
+    return dx.astype(promoted(dy, x), copy=False)
 
 
 # Adaptive pooling ---------------------------------------------------------------------
@@ -299,7 +299,7 @@ def adaptive_avg_pool_backward(dy, x, output_size):
     """
     out = _adaptive_geometry(x, output_size)
     check_grad(dy, (x.shape[0], *out, x.shape[-1]))
-    return spec.adaptive_avg_pool_vjp(_f64(dy), x.shape).astype(_dtype(dy, x), copy=False)
+    return spec.adaptive_avg_pool_vjp(_f64(dy), x.shape).astype(promoted(dy, x), copy=False)
 
 
 def adaptive_max_pool(x, output_size, return_indices=False):
@@ -318,7 +318,7 @@ def adaptive_max_pool(x, output_size, return_indices=False):
     indices : ndarray of int64, shape (N, *output_size, C), only with return_indices
         Same rules as :func:`max_pool`'s (first maximum, last NaN).
     """
-    _check_flag(return_indices, "return_indices")
+    check_flag(return_indices, "return_indices")
     out = _adaptive_geometry(x, output_size)
     y, indices = spec.adaptive_max_pool(_f64(x), out)
     y = y.astype(x.dtype, copy=False)
@@ -340,7 +340,7 @@ def adaptive_max_pool_backward(dy, x, output_size):
     """
     out = _adaptive_geometry(x, output_size)
     check_grad(dy, (x.shape[0], *out, x.shape[-1]))
-    return spec.adaptive_max_pool_vjp(_f64(dy), _f64(x)).astype(_dtype(dy, x), copy=False)
+    return spec.adaptive_max_pool_vjp(_f64(dy), _f64(x)).astype(promoted(dy, x), copy=False)
 
 
 # Forward mode and second order --------------------------------------------------------
@@ -365,7 +365,7 @@ def conv_jvp(x, w, b, tx, tw, tb=None, *, stride=1, padding=0, dilation=1, group
     _check_tangents(((tx, "tx", x), (tw, "tw", w), (tb, "tb", b)))
     ty = spec.conv_jvp(_f64(x), _f64(w), _f64(b), _f64(tx), _f64(tw), _bias(tb, g),
                        g.stride, g.pads, g.dilation, g.groups)
-    return ty.astype(_dtype(x, w, b, tx, tw, tb), copy=False)
+    return ty.astype(promoted(x, w, b, tx, tw, tb), copy=False)
 
 
 def conv_double_backward(dy, x, w, b, gx, gw, gb=None, *, stride=1, padding=0, dilation=1,
@@ -421,7 +421,7 @@ def conv_transpose_jvp(x, w, b, tx, tw, tb=None, *, stride=1, padding=0, output_
     _check_tangents(((tx, "tx", x), (tw, "tw", w), (tb, "tb", b)))
     ty = spec.conv_transpose_jvp(_f64(x), _f64(w), _f64(b), _f64(tx), _f64(tw), _bias(tb, g),
                                  g.stride, g.pads, g.dilation, g.groups, g.output_padding)
-    return ty.astype(_dtype(x, w, b, tx, tw, tb), copy=False)
+    return ty.astype(promoted(x, w, b, tx, tw, tb), copy=False)
 
 
 def conv_transpose_double_backward(dy, x, w, b, gx, gw, gb=None, *, stride=1, padding=0,
@@ -471,12 +471,12 @@ def max_pool_jvp(x, tx, kernel_size, *, stride=None, padding=0, dilation=1, ceil
     -------
     ty : ndarray, shape (N, *L_out, C), the promoted dtype of x and tx
     """
-    _check_flag(return_indices, "return_indices")
+    check_flag(return_indices, "return_indices")
     g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
     _check_tangents(((tx, "tx", x),))
     ty = spec.max_pool_jvp(_f64(x), _f64(tx), g.kernel, g.stride, g.dilation, g.pads,
                            ceil_mode)
-    return ty.astype(_dtype(x, tx), copy=False)
+    return ty.astype(promoted(x, tx), copy=False)
 
 
 def max_pool_double_backward(dy, x, gx, kernel_size, *, stride=None, padding=0, dilation=1,
@@ -497,7 +497,7 @@ def max_pool_double_backward(dy, x, gx, kernel_size, *, stride=None, padding=0, 
     dx : ndarray, x's shape
         Zeros: the routing is piecewise constant in x.
     """
-    _check_flag(return_indices, "return_indices")
+    check_flag(return_indices, "return_indices")
     g = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
     check_grad(dy, g.out_shape)
     _check_tangents(((gx, "gx", x),))
@@ -525,7 +525,7 @@ def avg_pool_jvp(x, tx, kernel_size, *, stride=None, padding=0, dilation=1, ceil
     _check_tangents(((tx, "tx", x),))
     ty = spec.avg_pool(_f64(tx), g.kernel, g.stride, g.dilation, g.pads, ceil_mode,
                        count_include_pad, divisor_override)
-    return ty.astype(_dtype(x, tx), copy=False)
+    return ty.astype(promoted(x, tx), copy=False)
 
 
 def avg_pool_double_backward(dy, x, gx, kernel_size, *, stride=None, padding=0, dilation=1,
@@ -551,7 +551,7 @@ def avg_pool_double_backward(dy, x, gx, kernel_size, *, stride=None, padding=0, 
     _check_tangents(((gx, "gx", x),))
     ddy = spec.avg_pool(_f64(gx), g.kernel, g.stride, g.dilation, g.pads, ceil_mode,
                         count_include_pad, divisor_override)
-    return ddy.astype(_dtype(dy, x, gx), copy=False)
+    return ddy.astype(promoted(dy, x, gx), copy=False)
 
 
 def adaptive_avg_pool_jvp(x, tx, output_size):
@@ -569,7 +569,7 @@ def adaptive_avg_pool_jvp(x, tx, output_size):
     """
     out = _adaptive_geometry(x, output_size)
     _check_tangents(((tx, "tx", x),))
-    return spec.adaptive_avg_pool(_f64(tx), out).astype(_dtype(x, tx), copy=False)
+    return spec.adaptive_avg_pool(_f64(tx), out).astype(promoted(x, tx), copy=False)
 
 
 def adaptive_avg_pool_double_backward(dy, x, gx, output_size):
@@ -591,7 +591,7 @@ def adaptive_avg_pool_double_backward(dy, x, gx, output_size):
     out = _adaptive_geometry(x, output_size)
     check_grad(dy, (x.shape[0], *out, x.shape[-1]))
     _check_tangents(((gx, "gx", x),))
-    return spec.adaptive_avg_pool(_f64(gx), out).astype(_dtype(dy, x, gx), copy=False)
+    return spec.adaptive_avg_pool(_f64(gx), out).astype(promoted(dy, x, gx), copy=False)
 
 
 def adaptive_max_pool_jvp(x, tx, output_size):
@@ -610,7 +610,7 @@ def adaptive_max_pool_jvp(x, tx, output_size):
     out = _adaptive_geometry(x, output_size)
     _check_tangents(((tx, "tx", x),))
     ty = spec.adaptive_max_pool_jvp(_f64(x), _f64(tx), out)
-    return ty.astype(_dtype(x, tx), copy=False)
+    return ty.astype(promoted(x, tx), copy=False)
 
 
 def adaptive_max_pool_double_backward(dy, x, gx, output_size):
@@ -643,23 +643,14 @@ def _f64(a):
     return None if a is None else np.ascontiguousarray(a, dtype=np.float64)
 
 
-def _dtype(*arrays):
-    return np.result_type(*[a for a in arrays if a is not None])
-
-
-def _check_flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-
-
 def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode,
                    count_include_pad=True, divisor_override=None):
     rank = check_input(x, "x", "(N, *spatial, C)")
     kernel = as_tuple(kernel_size, "kernel_size", rank)
     stride = kernel if stride is None else as_tuple(stride, "stride", rank)
     dilation = as_tuple(dilation, "dilation", rank)
-    _check_flag(ceil_mode, "ceil_mode")
-    _check_flag(count_include_pad, "count_include_pad")
+    check_flag(ceil_mode, "ceil_mode")
+    check_flag(count_include_pad, "count_include_pad")
     if divisor_override is not None:
         check_int(divisor_override, "divisor_override")
     size = x.shape[1:-1]
@@ -721,6 +712,6 @@ def _bias(t, g):
 
 def _grads(grads, shapes, *arrays):
     """Cast the spec's float64 gradients to the promoted dtype, in their arguments' shapes."""
-    dtype = _dtype(*arrays)
+    dtype = promoted(*arrays)
     return tuple(None if g is None else g.reshape(shape).astype(dtype, copy=False)
                  for g, shape in zip(grads, shapes))

@@ -28,7 +28,7 @@ import dataclasses
 
 import numpy as np
 
-from refcnn._params import check_accumulate, result_dtype
+from refcnn._params import acc_dtype, result_dtype
 from refcnn.fast.config import DEFAULT_CONFIG, DEFAULT_WORKSPACE_BYTES, check_config
 from refcnn.fast.layout import c_array, c_strides, window_view
 from refcnn.fast.plan import ConvPlan, check_grad, conv_plan
@@ -73,7 +73,7 @@ def conv2d_planned(plan: ConvPlan, x, w, b, accumulate="float64", workspace_byte
     """:func:`conv2d` for arguments already checked into ``plan``."""
     check_config(config)
     out_dtype = result_dtype(x, w) if b is None else result_dtype(x, w, b)
-    acc = _acc_dtype(accumulate, out_dtype)
+    acc = acc_dtype(accumulate, out_dtype)
     w = c_array(w)
     bias = None if b is None else b.reshape(plan.c_out).astype(acc)
     if _channelwise(plan):
@@ -111,7 +111,7 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
                             workspace_bytes=None, config=DEFAULT_CONFIG):
     """:func:`conv2d_backward` for arguments already checked into ``plan``."""
     check_config(config)
-    acc = _acc_dtype(accumulate, result_dtype(x, w, dy))
+    acc = acc_dtype(accumulate, result_dtype(x, w, dy))
     # A C-ordered dy makes db's sum run in the same order whatever the caller's layout.
     dy, w = c_array(dy), c_array(w)
     if _channelwise(plan):
@@ -145,7 +145,7 @@ def conv2d_input_grad_planned(plan: ConvPlan, dy, w, out_dtype, accumulate="floa
     dx : ndarray, shape (N, H, W, C_in), ``out_dtype``, C-contiguous
     """
     check_config(config)
-    acc = _acc_dtype(accumulate, np.result_type(out_dtype, dy, w))
+    acc = acc_dtype(accumulate, np.result_type(out_dtype, dy, w))
     dy, w = c_array(dy), c_array(w)
     if _channelwise(plan):
         dx = _channelwise_input_grad(plan, dy, w, acc, config)
@@ -170,7 +170,7 @@ def conv2d_weight_grad_planned(plan: ConvPlan, dy, x, out_dtype, accumulate="flo
     dw : ndarray, shape (f_h, f_w, C_in // groups, C_out), ``out_dtype``
     """
     check_config(config)
-    acc = _acc_dtype(accumulate, np.result_type(out_dtype, dy, x))
+    acc = acc_dtype(accumulate, np.result_type(out_dtype, dy, x))
     dy = c_array(dy)
     if _channelwise(plan):
         dw = _channelwise_weight_grad(plan, dy, _pad(x, plan, acc), acc, config)
@@ -478,13 +478,6 @@ def _channelwise_input_grad(plan: ConvPlan, dy, w, acc, config):
     (t0, _), (left, _) = plan.pads
     h, wd = plan.in_hw
     return dxp[:, t0:t0 + h, left:left + wd, :]
-
-
-def _acc_dtype(accumulate, out_dtype):
-    if check_accumulate(accumulate) == "float64":
-        return np.dtype(np.float64)
-    # NumPy's float16 matmul is unusably slow and no framework sums in float16 either.
-    return np.promote_types(out_dtype, np.float32)
 
 
 def _pad(x, plan: ConvPlan, dtype):

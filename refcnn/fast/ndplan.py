@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refcnn._params import check_accumulate, check_int
+from refcnn._params import acc_dtype, check_accumulate, check_int, promoted
 from refcnn.fast.config import check_config
 from refcnn.fast.plan import conv_plan
 
@@ -78,19 +78,6 @@ def lift(a, axis0):
     if isinstance(a, tuple):
         return a if len(a) == 4 else (*a[:axis0 + 1], 1, *a[axis0 + 1:])
     return a if a.ndim == 4 else np.expand_dims(a, axis0 + 1)
-
-
-def promoted(*arrays):
-    """The promoted dtype of the arrays given (None skipped)."""
-    return np.result_type(*[a for a in arrays if a is not None])
-
-
-def acc_dtype(accumulate, dtype):
-    """The dtype sums run in: float64, or for "native" ``dtype`` itself (float16 sums in
-    float32, as frameworks do: NumPy's float16 matmul is unusably slow)."""
-    if check_accumulate(accumulate) == "float64":
-        return np.dtype(np.float64)
-    return np.promote_types(dtype, np.float32)
 
 
 def check_knobs(accumulate, workspace_bytes, config):

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from refcnn import geometry
-from refcnn._params import check_accumulate
+from refcnn._params import acc_dtype, check_accumulate, check_flag
 from refcnn.fast.config import DEFAULT_CONFIG, check_config
 from refcnn.fast.plan import PoolPlan, check_grad, pool_plan, tap_slices
 
@@ -54,19 +54,6 @@ def _core_plan(x, kernel_size, **options) -> PoolPlan:
     are its defaults)."""
     return pool_plan(x, kernel_size, x_name="x", f_name="kernel_size", pad_name="padding",
                      **options)
-
-
-def _acc_dtype(accumulate, dtype) -> np.dtype:
-    """The dtype sums run in: float64, or x's precision (float16 sums in float32, as no
-    framework sums in float16 and NumPy's float16 loops are slow)."""
-    if check_accumulate(accumulate) == "float64":
-        return np.dtype(np.float64)
-    return np.promote_types(dtype, np.float32)
-
-
-def _check_flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 # Max pooling -----------------------------------------------------------------------------
@@ -104,7 +91,7 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     """
     plan = _core_plan(x, kernel_size, stride=stride, padding=padding, dilation=dilation,
                       ceil_mode=ceil_mode)
-    _check_flag(return_indices, "return_indices")
+    check_flag(return_indices, "return_indices")
     check_accumulate(accumulate)
     if return_indices:
         return max_indices_planned(plan, x, config)
@@ -292,7 +279,7 @@ def max_scatter_planned(plan: PoolPlan, dy, x, indices, config=DEFAULT_CONFIG,
     """:func:`max_pool2d_backward` with ``indices`` (checked by :func:`check_indices`, their
     range checked here), for arguments already checked into ``plan``."""
     check_config(config)
-    acc = _acc_dtype(accumulate, x.dtype)
+    acc = acc_dtype(accumulate, x.dtype)
     if not indices.dtype.isnative:
         # The range check reads the bits as unsigned integers of this machine's order.
         indices = indices.astype(indices.dtype.newbyteorder("="))
@@ -359,7 +346,7 @@ def max_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG, accumulat
     (:func:`_argmax_taps`) and a scatter.
     """
     check_config(config)
-    acc = _acc_dtype(accumulate, x.dtype)
+    acc = acc_dtype(accumulate, x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
     (t, _), (left, _) = plan.pads
     h, w = plan.in_hw
@@ -557,7 +544,7 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
 def avg_planned(plan: PoolPlan, x, config=DEFAULT_CONFIG, accumulate="float64"):
     """:func:`avg_pool2d` for arguments already checked into ``plan``."""
     check_config(config)
-    acc = _acc_dtype(accumulate, x.dtype)
+    acc = acc_dtype(accumulate, x.dtype)
     y = np.empty(plan.out_shape, dtype=x.dtype)
     div = _divisor_in(plan, acc)
     rows_at, cols_at = _axis_slices(plan)
@@ -616,7 +603,7 @@ def avg_pool2d_backward(dy, x, kernel_size, *, stride=None, padding=0, dilation=
 def avg_backward_planned(plan: PoolPlan, dy, x, config=DEFAULT_CONFIG, accumulate="float64"):
     """:func:`avg_pool2d_backward` for arguments already checked into ``plan``."""
     check_config(config)
-    acc = _acc_dtype(accumulate, x.dtype)
+    acc = acc_dtype(accumulate, x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
     div = _divisor_in(plan, acc)
     if _tiles(plan):
