@@ -179,11 +179,13 @@ def pool_candidates(row):
         "torch bwd": lambda: torch.autograd.grad(yt, xt, dyt, retain_graph=True),
     }
     opts = dict(stride=s, padding=p)
+    if mode == "max":
+        _, idx = refcnn.max_pool2d(x, f, **opts, return_indices=True)
     for acc in ("native", "float64"):
         if mode == "max":
-            _, idx = refcnn.max_pool2d(x, f, **opts, return_indices=True)
+            # A max sums nothing: both columns time the same forward.
             cands[f"{acc} fwd"] = lambda: refcnn.max_pool2d(x, f, **opts, return_indices=True)
-            cands[f"{acc} bwd"] = lambda acc=acc, idx=idx: refcnn.max_pool2d_backward(
+            cands[f"{acc} bwd"] = lambda acc=acc: refcnn.max_pool2d_backward(
                 dy, x, f, **opts, indices=idx, accumulate=acc)
         else:
             cands[f"{acc} fwd"] = lambda acc=acc: refcnn.avg_pool2d(x, f, **opts, accumulate=acc)

@@ -79,27 +79,23 @@ class RefcnnBackend(TableBackend):
                 fn = refcnn.conv2d_backward if _fast_2d(case) else fast.conv_backward
             return _grads(*fn(dy, x, w, b, **_conv_opts(case), **acc))
 
-        def pool(fast, fast_bwd, spec, spec_bwd, through_indices=False):
-            """A pool op: ``fast``/``fast_bwd`` in 2-D (None: none), the spec elsewhere;
+        def pool(fast2d, fast2d_bwd, spec, spec_bwd, through_indices=False):
+            """A pool op: ``fast2d``/``fast2d_bwd`` in 2-D (None: none), the spec elsewhere;
             ``through_indices``: the 2-D backward runs as users run it, the forward's
             indices then a scatter through them (the search path without indices is
             checked against that one by refcnn's tests)."""
             def forward(case, x, w, b):
-                indices = bool(case.params.get("return_indices"))
-                if case.rank == 2 and fast is not None:
-                    if indices:
-                        return _pool(case, fast, x, return_indices=True, **acc)
-                    return _pool(case, fast, x, **acc)
-                if indices:
-                    return _pool(case, spec, x, return_indices=True)
-                return _pool(case, spec, x)
+                extra = {"return_indices": True} if case.params.get("return_indices") else {}
+                if case.rank == 2 and fast2d is not None:
+                    return _pool(case, fast2d, x, **extra, **acc)
+                return _pool(case, spec, x, **extra)
 
             def backward(case, dy, x, w, b):
-                if case.rank == 2 and fast_bwd is not None:
+                if case.rank == 2 and fast2d_bwd is not None:
                     if through_indices:
-                        _, idx = _pool(case, fast, x, return_indices=True, **acc)
-                        return {"dx": _pool(case, fast_bwd, dy, x, indices=idx, **acc)}
-                    return {"dx": _pool(case, fast_bwd, dy, x, **acc)}
+                        _, idx = _pool(case, fast2d, x, return_indices=True, **acc)
+                        return {"dx": _pool(case, fast2d_bwd, dy, x, indices=idx, **acc)}
+                    return {"dx": _pool(case, fast2d_bwd, dy, x, **acc)}
                 return {"dx": _pool(case, spec_bwd, dy, x)}
             return OpImpl(forward, backward)
 
