@@ -10,7 +10,7 @@ between calls: no module-level thread pool, no settings read from the machine.
 The float64 specification it is checked against is :mod:`refcnn.spec`.
 
 * :mod:`refcnn.fast.plan`: argument checks and geometry of one call;
-* :mod:`refcnn.fast.im2col`: im2col convolution, depthwise shift-and-add;
+* :mod:`refcnn.fast.im2col`: im2col convolution, depthwise by einsum over window views;
 * :mod:`refcnn.fast.nd`: convs of 1 to 3 spatial dims on the 2-D ones
   (:func:`conv`, :func:`conv_backward`), over :mod:`refcnn.fast.ndplan` (their geometry),
   :mod:`refcnn.fast.depth` (3-D by depth planes) and :mod:`refcnn.fast.shared` (dx and

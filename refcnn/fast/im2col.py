@@ -7,8 +7,10 @@ a block of output rows at a time (whole images when they fit, else rows of one
 image) under a workspace limit, so memory stays bounded whatever the batch
 size; blocks also aim at a cache-sized target, which is faster than one big
 product. Convs with one input channel per group (depthwise) skip the patch
-matrix: a matrix product per channel would be 1 x taps, so they multiply and
-add shifted views of the input instead.
+matrix: a matrix product per channel would be 1 x taps, so one ``einsum`` per
+block multiplies and adds the taps over a strided view of the input's windows
+(with unit column stride a window row's columns and channels form one long
+contiguous axis, so each tap is one pass with long inner loops).
 
 With ``accumulate="float64"`` (the default) every sum runs in float64 whatever
 the inputs' dtype; ``"native"`` keeps float32 in float32 (float16 in float32),
@@ -115,10 +117,10 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
     # A C-ordered dy makes db's sum run in the same order whatever the caller's layout.
     dy, w = c_array(dy), c_array(w)
     if _channelwise(plan):
-        dx, dw = _channelwise_backward(plan, dy, _pad(x, plan, acc), w, acc, config)
+        dx, dw = _channelwise_backward(plan, dy, x, w, acc, config)
     else:
         dx, dw = _patch_backward(plan, dy, x, w, acc, config, workspace_bytes)
-    db = dy.sum(axis=(0, 1, 2), dtype=acc)
+    db = channel_sums(dy, acc)
     return (
         # A fresh contiguous dx (the depthwise path's) needs no copy; a crop does.
         dx.astype(x.dtype, copy=not dx.flags.c_contiguous),
@@ -127,6 +129,15 @@ def conv2d_backward_planned(plan: ConvPlan, dy, x, w, b, accumulate="float64",
             b.dtype if b is not None else dy.dtype
         ),
     )
+
+
+def channel_sums(dy, acc):
+    """``dy`` (channels last) summed over every axis but the channels, in ``acc``, shape
+    (C,): a product with a row of ones, which sums every channel's column in one pass
+    over dy (a reduction over the leading axes runs loops of only C). The sum runs in
+    the same order whatever dy's layout (it reads a C-ordered copy when needed)."""
+    rows = c_array(dy, acc).reshape(int(np.prod(dy.shape[:-1])), dy.shape[-1])
+    return np.ones(len(rows), acc) @ rows
 
 
 def conv2d_input_grad_planned(plan: ConvPlan, dy, w, out_dtype, accumulate="float64",
@@ -173,7 +184,7 @@ def conv2d_weight_grad_planned(plan: ConvPlan, dy, x, out_dtype, accumulate="flo
     acc = acc_dtype(accumulate, np.result_type(out_dtype, dy, x))
     dy = c_array(dy)
     if _channelwise(plan):
-        dw = _channelwise_weight_grad(plan, dy, _pad(x, plan, acc), acc, config)
+        dw = _channelwise_weight_grad(plan, dy, x, acc, config)
     else:
         dw = _patch_weight_grad(plan, dy, x, acc, config, workspace_bytes)
     return dw.astype(out_dtype)
@@ -330,38 +341,54 @@ def _padded_blocks(x, plan: ConvPlan, acc, config, workspace_bytes):
 
 def _channelwise_correlate(plan: ConvPlan, x, w, acc, config, bias=None):
     """Depthwise cross-correlation (plus ``bias``) of ``x`` (unpadded) with HWIO weights
-    ``w`` (one input channel per group), in ``acc``: shift, multiply and add, a block
-    of output rows at a time. Each block pads just the input rows it reads into a
-    small buffer (see :func:`_padded_slab`), so the block, its input and its scratch
-    stay in cache and no padded copy of the whole input is made. Blocks write
-    disjoint outputs, so they run on ``config.threads`` threads."""
+    ``w`` (one input channel per group), in ``acc``: one ``einsum`` per block of output
+    rows over a strided view holding every tap of every window (see
+    :func:`_tap_window_view`), which multiplies and adds each tap in one pass without a
+    product array in between. Each block pads just the input rows it reads into a small
+    buffer (see :func:`_padded_slab`), so the block and its input stay in cache and no
+    padded copy of the whole input is made. Blocks write disjoint outputs, so they run
+    on ``config.threads`` threads."""
     y = np.empty(plan.out_shape, dtype=acc)
     wt = _tiled_taps(w, plan, acc)
+    # The bias as one output row (W_out * C), matching the einsum's output rows.
+    row_bias = None if bias is None else np.tile(bias.astype(acc, copy=False), plan.out_hw[1])
     blocks = _channelwise_blocks(plan, acc, config)
     if not blocks:
         return y
 
     def run(chunk):
-        # Scratch for the chunk's largest block, its first.
+        # Room for the chunk's largest block, its first.
         n0, n1, r0, r1 = chunk[0]
-        tmp = np.empty((n1 - n0, r1 - r0, *plan.out_shape[2:]), acc)
         buf = _SlabBuffer(n1 - n0, _slab_rows(plan, r1 - r0),
                           plan.in_hw[1] + sum(plan.pads[1]), plan.c_in, acc)
         for n0, n1, r0, r1 in chunk:
-            out = y[n0:n1, r0:r1]
-            t = tmp[:n1 - n0, :r1 - r0]
             xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
-            for k, (rows, cols) in enumerate(_tap_views(plan, 0, r1 - r0)):
-                if k == 0:
-                    np.multiply(xp[:, rows, cols], wt[k], out=out)
-                else:
-                    np.multiply(xp[:, rows, cols], wt[k], out=t)
-                    out += t
-            if bias is not None:
-                out += bias
+            taps, spec = _tap_window_view(xp, plan, 0, n1 - n0, 0, r1 - r0)
+            out = y[n0:n1, r0:r1].reshape(taps.shape[:2] + taps.shape[4:])
+            np.einsum(f"nhab{spec},ab{spec}->nh{spec}", taps, wt.reshape(taps.shape[2:]),
+                      out=out)
+            if row_bias is not None:
+                out += row_bias.reshape(taps.shape[4:])
 
     parallel_map(run, blocks, config.threads)
     return y
+
+
+def _tap_window_view(xp, plan: ConvPlan, n0, n1, r0, r1):
+    """``(view, spec)``: the windows of output rows ``r0:r1`` of images ``n0:n1`` of the
+    padded, C-ordered ``xp``, as ``(images, rows, f_h, f_w, *spec)`` with ``spec``
+    ``"x"`` (one axis of W_out * C: with unit column stride a window row's columns and
+    channels are contiguous, so einsum runs one long inner loop per tap) or ``"wc"``
+    (the W_out and C axes)."""
+    (sh, sw), (dh, dwl) = plan.stride, plan.dilation
+    wo, c = plan.out_hw[1], plan.c_in
+    s0, s1, s2, s3 = c_strides(xp.shape)
+    start = n0 * s0 + sh * r0 * s1
+    head = (n1 - n0, r1 - r0, *plan.kernel)
+    steps = (s0, sh * s1, dh * s1, dwl * s2)
+    if sw == 1:
+        return window_view(xp, start, head + (wo * c,), steps + (s3,)), "x"
+    return window_view(xp, start, head + (wo, c), steps + (sw * s2, s3)), "wc"
 
 
 def _channelwise_blocks(plan: ConvPlan, acc, config):
@@ -410,37 +437,45 @@ def _padded_slab(x, plan: ConvPlan, n0, n1, r0, r1, buf):
     return slab
 
 
-def _channelwise_backward(plan: ConvPlan, dy, xp, w, acc, config):
+def _channelwise_backward(plan: ConvPlan, dy, x, w, acc, config):
     """dx (unpadded) and dw of a depthwise conv, in ``acc``: :func:`_channelwise_weight_grad`
     and :func:`_channelwise_input_grad`."""
     dyc = dy.astype(acc, copy=False)
     return (_channelwise_input_grad(plan, dyc, w, acc, config),
-            _channelwise_weight_grad(plan, dyc, xp, acc, config))
+            _channelwise_weight_grad(plan, dyc, x, acc, config))
 
 
-def _channelwise_weight_grad(plan: ConvPlan, dy, xp, acc, config):
-    """dw of a depthwise conv from the padded input ``xp`` (C-ordered, see :func:`_pad`),
-    in ``acc``: one ``einsum`` per block over a strided view holding every tap of every
-    window, which multiplies and sums without a product array in between; chunks of
+def _channelwise_weight_grad(plan: ConvPlan, dy, x, acc, config):
+    """dw of a depthwise conv of ``x`` (unpadded), in ``acc``: one ``einsum`` per block
+    over the windows' view (see :func:`_tap_window_view`) of the block's padded input
+    rows (see :func:`_padded_slab`), which multiplies and sums without a product array
+    in between. With unit column stride it sums each tap over images and rows only, per
+    output column and channel (long inner loops), and the columns last; chunks of
     blocks run on ``config.threads`` threads, each summing its own dw."""
-    (fh, fw), (sh, sw), (dh, dwl) = plan.kernel, plan.stride, plan.dilation
-    c = plan.c_out
+    fh, fw = plan.kernel
+    c, wo = plan.c_out, plan.out_hw[1]
     dyc = dy.astype(acc, copy=False)
-    s0, s1, s2, s3 = c_strides(xp.shape)
+    merged = plan.stride[1] == 1
+    part_shape = (fh, fw, wo * c) if merged else (fh, fw, c)
 
     def run(chunk):
-        dwt = np.zeros((fh, fw, c), dtype=acc)
+        dwt = np.zeros(part_shape, dtype=acc)
+        n0, n1, r0, r1 = chunk[0]  # the chunk's largest block
+        buf = _SlabBuffer(n1 - n0, _slab_rows(plan, r1 - r0),
+                          plan.in_hw[1] + sum(plan.pads[1]), plan.c_in, acc)
         for n0, n1, r0, r1 in chunk:
-            taps = window_view(xp, n0 * s0 + sh * r0 * s1,
-                               (n1 - n0, r1 - r0, plan.out_hw[1], fh, fw, c),
-                               (s0, sh * s1, sw * s2, dh * s1, dwl * s2, s3))
-            dwt += np.einsum("nhwabc,nhwc->abc", taps, dyc[n0:n1, r0:r1])
+            xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
+            taps, spec = _tap_window_view(xp, plan, 0, n1 - n0, 0, r1 - r0)
+            dyb = dyc[n0:n1, r0:r1].reshape(taps.shape[:2] + taps.shape[4:])
+            dwt += np.einsum(f"nhab{spec},nh{spec}->ab{'x' if merged else 'c'}", taps, dyb)
         return dwt
 
     parts = parallel_map(run, _channelwise_blocks(plan, acc, config), config.threads)
-    dwt = np.zeros((fh, fw, c), dtype=acc)
+    dwt = np.zeros(part_shape, dtype=acc)
     for part in parts:
         dwt += part
+    if merged:
+        dwt = dwt.reshape(fh, fw, wo, c).sum(axis=2)
     return dwt.reshape(fh, fw, 1, c)
 
 
@@ -478,20 +513,6 @@ def _channelwise_input_grad(plan: ConvPlan, dy, w, acc, config):
     (t0, _), (left, _) = plan.pads
     h, wd = plan.in_hw
     return dxp[:, t0:t0 + h, left:left + wd, :]
-
-
-def _pad(x, plan: ConvPlan, dtype):
-    """x zero-padded, in ``dtype``, C-ordered (see :func:`refcnn.fast.layout.c_array`);
-    x itself when that needs no copy.
-
-    Callers only read it.
-    """
-    (t, b), (left, r) = plan.pads
-    if t == b == left == r == 0:
-        return c_array(x, dtype)
-    xp = np.zeros((plan.n, plan.in_hw[0] + t + b, plan.in_hw[1] + left + r, plan.c_in), dtype)
-    xp[:, t:t + plan.in_hw[0], left:left + plan.in_hw[1], :] = x
-    return xp
 
 
 def _channelwise(plan: ConvPlan) -> bool:

@@ -24,9 +24,8 @@ import numpy as np
 from refcnn._checks import check_grad, conv_geometry
 from refcnn.fast import depth, shared
 from refcnn.fast.config import DEFAULT_CONFIG
-from refcnn.fast.im2col import (conv2d_input_grad_planned, conv2d_planned,
+from refcnn.fast.im2col import (channel_sums, conv2d_input_grad_planned, conv2d_planned,
                               conv2d_weight_grad_planned)
-from refcnn.fast.layout import c_array
 from refcnn.fast.ndplan import Geometry, acc_dtype, check_knobs, lift, plan2d, promoted
 
 __all__ = ["conv", "conv_backward", "forward", "input_grad", "weight_grad", "bias_grad"]
@@ -144,9 +143,5 @@ def bias_grad(dy, b, dtype, accumulate):
     without b."""
     if b is None:
         return None
-    # A C-ordered dy makes the sum run in the same order whatever the caller's layout;
-    # a product with a row of ones sums each channel's column in one pass over dy.
-    acc = acc_dtype(accumulate, dtype)
-    rows = c_array(dy, acc).reshape(-1, dy.shape[-1])
-    db = np.ones(len(rows), acc) @ rows
+    db = channel_sums(dy, acc_dtype(accumulate, dtype))
     return db.reshape(b.shape).astype(dtype, copy=False)
