@@ -438,11 +438,17 @@ def _padded_slab(x, plan: ConvPlan, n0, n1, r0, r1, buf):
 
 
 def _channelwise_backward(plan: ConvPlan, dy, x, w, acc, config):
-    """dx (unpadded) and dw of a depthwise conv, in ``acc``: :func:`_channelwise_weight_grad`
-    and :func:`_channelwise_input_grad`."""
+    """dx (unpadded) and dw of a depthwise conv, in ``acc``: :func:`_channelwise_input_grad`
+    and :func:`_channelwise_weight_grad`, which read the same dy and nothing the other
+    writes: with ``config.threads`` of 2 or more they run concurrently, on half the
+    threads each."""
     dyc = dy.astype(acc, copy=False)
-    return (_channelwise_input_grad(plan, dyc, w, acc, config),
-            _channelwise_weight_grad(plan, dyc, x, acc, config))
+    jobs = [lambda cfg: _channelwise_input_grad(plan, dyc, w, acc, cfg),
+            lambda cfg: _channelwise_weight_grad(plan, dyc, x, acc, cfg)]
+    if config.threads < 2:
+        return tuple(job(config) for job in jobs)
+    half = dataclasses.replace(config, threads=config.threads // 2)
+    return tuple(parallel_chunks(lambda chunk: chunk[0](half), [[job] for job in jobs]))
 
 
 def _channelwise_weight_grad(plan: ConvPlan, dy, x, acc, config):

@@ -1,6 +1,7 @@
 """The fast path's knobs are explicit: a frozen FastConfig per call, no module state.
 
-Threads and pooling block sizes never change a result; conv block sizes only
+Threads and pooling block sizes never change a result (threads but the depthwise
+weight gradient's rounding); conv block sizes only
 change how the matrix products are cut (results within rounding); a call
 leaves no thread behind; a bad knob is refused naming it.
 """
@@ -90,3 +91,25 @@ def test_no_module_state():
         names = [n for n in vars(module)
                  if n.strip("_").isupper() and not n.startswith("__") and n not in shared]
         assert not names, f"{module.__name__} has module-level knobs {names}"
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_depthwise_threads_change_only_the_weight_gradients_rounding(threads):
+    """Depthwise blocks run on threads (the backward's dx and dw concurrently): y and dx
+    are the same bits, dw within rounding (each thread sums its own part), and no thread
+    outlives the call."""
+    w = rng("fast-config", "w-dw").standard_normal((3, 3, 1, 6))
+    b = rng("fast-config", "b").standard_normal(6)
+    config = FastConfig(threads=threads, channelwise_block_bytes=1)
+    one = FastConfig(threads=1, channelwise_block_bytes=1)
+    opts = dict(padding=1, groups=6)
+    before = {t.ident for t in threading.enumerate()}
+    y = refcnn.conv2d(X, w, b, config=config, **opts)
+    assert y.tobytes() == refcnn.conv2d(X, w, b, config=one, **opts).tobytes()
+    dy = rng("fast-config", "dy-dw").standard_normal(y.shape)
+    dx, dw, db = refcnn.conv2d_backward(dy, X, w, b, config=config, **opts)
+    dx1, dw1, db1 = refcnn.conv2d_backward(dy, X, w, b, config=one, **opts)
+    assert dx.tobytes() == dx1.tobytes() and db.tobytes() == db1.tobytes()
+    np.testing.assert_allclose(dw, dw1, rtol=1e-12, atol=1e-12)
+    left = [t.name for t in threading.enumerate() if t.ident not in before]
+    assert not left, f"threads still running after the call: {left}"
