@@ -1,6 +1,6 @@
 """Time refcnn against torch on CPU and report the ratios refcnn/torch.
 
-Run ``python benchmarks/bench.py`` (about 3-5 minutes on 2 cores); it prints a
+Run ``python benchmarks/bench.py`` (about 20 seconds on 2 cores); it prints a
 Markdown table and writes it to ``benchmarks/results.md``. ``--repeats N``
 changes the number of timed runs per cell, ``--rows conv3x3,pool`` keeps the
 rows whose id contains one of the words, ``--no-memory`` skips the memory part.
