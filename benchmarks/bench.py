@@ -1,6 +1,6 @@
 """Time refcnn against torch on CPU and report the ratios refcnn/torch.
 
-Run ``python benchmarks/bench.py`` (about 20 seconds on 2 cores); it prints a
+Run ``python benchmarks/bench.py`` (about 3 minutes on 2 cores); it prints a
 Markdown table and writes it to ``benchmarks/results.md``. ``--repeats N``
 changes the number of timed runs per cell, ``--rows conv3x3,pool`` keeps the
 rows whose id contains one of the words, ``--no-memory`` skips the memory part.
@@ -12,7 +12,12 @@ Method
   candidate runs once to warm up, then the candidates of a row run in turn,
   ``repeats`` rounds, and each cell is the fastest of its rounds (noise only
   adds time); alternating runs spread slow moments of a shared machine over
-  all candidates.
+  all candidates. Each timed call starts after a quiet pause of
+  ``QUIET_SECONDS``: after a matrix product OpenBLAS's worker threads
+  busy-wait for about 0.1 s (2**28 cycles) before they sleep, and a call that
+  starts meanwhile shares a core with them. Without the pause torch's calls
+  right after refcnn's ran up to 2x slow (the 3x3 float32 forward 17.5 ms
+  against 8.3 ms), which flattered refcnn's ratios.
 * Forward: the op alone (torch under ``no_grad``). Backward: everything the
   op's gradient gives: dx, dW and db for conv, dx for pooling (torch:
   ``autograd.grad`` of a retained graph, so its forward is not timed).
@@ -194,18 +199,26 @@ def pool_candidates(row):
     return cands, None, np.dtype(np.float32)
 
 
+#: Seconds of quiet before each timed call: longer than OpenBLAS's worker threads spin
+#: after a product (2**28 cycles, about 0.1 s here) and torch's OpenMP threads after a
+#: parallel region, so that no candidate shares the cores with another's idle spinners.
+QUIET_SECONDS = 0.2
+
+
 def time_alternating(cands, repeats):
     """Best (minimum) seconds per candidate, running the candidates in turn ``repeats`` times.
 
     The minimum, as ``timeit`` advises: on a shared machine noise only ever adds
     time, and torch's two-thread kernels suffer more from it than single-threaded
-    NumPy, so medians swing by 2-5x between runs while minima stay put.
+    NumPy. Each timed call starts after ``QUIET_SECONDS`` of sleep, so that it never
+    shares the cores with the worker threads the previous candidate left spinning.
     """
     for fn in cands.values():
         fn()
     times = {k: [] for k in cands}
     for _ in range(repeats):
         for k, fn in cands.items():
+            time.sleep(QUIET_SECONDS)
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
