@@ -383,6 +383,25 @@ DIFFERENCES: tuple[Difference, ...] = (
                             and case.n == 0 and case.dtype != "float64"),
     ),
     Difference(
+        "tensorflow_onednn_maxpool_empty_output",
+        "TensorFlow's oneDNN max pool dies (SIGFPE) when an output axis is empty",
+        {"refcnn": "an empty output",
+         "tensorflow": "a floating-point exception that kills the process, from the oneDNN "
+                       "max pool in 1-D to 3-D (known bug)"},
+        sources=("docs/bugs/tensorflow_onednn_maxpool_empty_output.py",),
+        notes="float32, float16 and bfloat16 max pools on a non-empty input whose window does "
+              "not fit along some axis; float64 (Eigen), TF_ENABLE_ONEDNN_OPTS=0, "
+              "max_pool_with_argmax and avg_pool return the empty output. Since the process "
+              "dies, the TensorFlow backend declines these cases instead of running them. "
+              "Found by the full sweep: max_pool2d-bwd-n2h7w6c2-k2x4-s2x1-pvalid-d2x2-idx-"
+              "float32-s0 (a dilated window reaching 7 cells over a width of 6).",
+        known_bug=True,
+        match=lambda case: (case.family == "max_pool" and case.dtype != "float64"
+                            and not _tensorflow_argmax(case)
+                            and min(case.n, case.c_in, *case.spatial) > 0
+                            and 0 in case.out_spatial()),
+    ),
+    Difference(
         "onnxruntime_maxpool_neginf_lowest",
         "ONNX Runtime's float32 MaxPool gives -3.4028235e38 for windows of -inf",
         {"refcnn": "-inf", "onnxruntime": "-3.4028235e38 in float32 without Indices (known bug)"},

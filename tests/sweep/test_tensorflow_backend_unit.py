@@ -375,6 +375,21 @@ def test_empty_batch_conv_skips_the_bias(backend):
     assert out["y"].shape[0] == 0
 
 
+@pytest.mark.parametrize("dtype, declined", [("float32", True), ("bfloat16", True),
+                                             ("float64", False)])
+def test_empty_output_max_pool_is_declined_not_run(backend, dtype, declined):
+    # oneDNN's max pool kills the process with SIGFPE on an empty output axis
+    # (docs/bugs/tensorflow_onednn_maxpool_empty_output.py): the backend must decline it
+    # before its probe runs it, or the whole crosscheck run dies. float64 (Eigen) is safe.
+    case = Case.from_id(f"max_pool2d-bwd-n2h7w6c2-k2x4-s2x1-pvalid-d2x2-idx-{dtype}-s0")
+    assert 0 in case.out_spatial()
+    reason = backend.unsupported(case)
+    if declined:
+        assert reason and "tensorflow_onednn_maxpool_empty_output" in reason, reason
+    else:
+        assert reason is None or "floating-point" not in reason
+
+
 # ---- input hygiene ----------------------------------------------------------------------------
 @pytest.mark.parametrize("case", [
     _conv("conv", 2, "backward", padding=((1, 0), (0, 2))),
