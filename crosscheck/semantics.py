@@ -392,9 +392,10 @@ DIFFERENCES: tuple[Difference, ...] = (
         notes="float32, float16 and bfloat16 max pools on a non-empty input whose window does "
               "not fit along some axis; float64 (Eigen), TF_ENABLE_ONEDNN_OPTS=0, "
               "max_pool_with_argmax and avg_pool return the empty output. Since the process "
-              "dies, the TensorFlow backend declines these cases instead of running them. "
-              "Found by the full sweep: max_pool2d-bwd-n2h7w6c2-k2x4-s2x1-pvalid-d2x2-idx-"
-              "float32-s0 (a dilated window reaching 7 cells over a width of 6).",
+              "dies, the TensorFlow backend declines these cases instead of running them "
+              "(the sweeps make none, and crosscheck run --case refuses them). Seen on "
+              "max_pool2d-bwd-n2h7w6c2-k2x4-s2x1-pvalid-d2x2-idx-float32-s0 (a dilated "
+              "window reaching 7 cells over a width of 6).",
         known_bug=True,
         match=lambda case: (case.family == "max_pool" and case.dtype != "float64"
                             and not _tensorflow_argmax(case)
