@@ -311,17 +311,22 @@ def _patch_input_grad(plan: ConvPlan, dy, w, acc, out_dtype, config, workspace_b
 
 
 def _padded_blocks(x, plan: ConvPlan, acc, config, workspace_bytes):
-    """``(block, src, src_block)`` for each patch block: ``src`` holds the zero-padded
-    input, in ``acc``, that the block reads, with the block's coordinates in it.
+    """:func:`_slabs` of the patch blocks (see :func:`_patch_blocks`)."""
+    return _slabs(x, plan, _patch_blocks(plan, acc, config, workspace_bytes), acc)
+
+
+def _slabs(x, plan: ConvPlan, blocks, acc):
+    """``(block, src, src_block)`` for each of ``blocks`` (the first the largest):
+    ``src`` holds the zero-padded input, in ``acc``, that the block reads, with the
+    block's coordinates in it.
 
     ``src`` is x itself (as a view with C strides, see
     :func:`refcnn.fast.layout.c_array`) when that needs no copy, else a slab of just
     the rows the block reads, padded into a buffer reused across blocks (see
     :func:`_padded_slab`): no padded copy of the whole input is made, nor a copy of an
     x in another layout, and the slab is still in cache when the patches are gathered
-    from it. Both give the same patch matrices.
+    from it. Both give the same windows, so the same patch matrices.
     """
-    blocks = _patch_blocks(plan, acc, config, workspace_bytes)
     (t, b), (left, r) = plan.pads
     if (t == b == left == r == 0 and x.dtype == acc and x.flags.c_contiguous
             and x.flags.aligned):
@@ -344,10 +349,10 @@ def _channelwise_correlate(plan: ConvPlan, x, w, acc, config, bias=None):
     ``w`` (one input channel per group), in ``acc``: one ``einsum`` per block of output
     rows over a strided view holding every tap of every window (see
     :func:`_tap_window_view`), which multiplies and adds each tap in one pass without a
-    product array in between. Each block pads just the input rows it reads into a small
-    buffer (see :func:`_padded_slab`), so the block and its input stay in cache and no
-    padded copy of the whole input is made. Blocks write disjoint outputs, so they run
-    on ``config.threads`` threads."""
+    product array in between. Each block reads x in place when it needs no padding, else
+    pads just the input rows it reads into a small buffer (see :func:`_slabs`), so the
+    block and its input stay in cache and no padded copy of the whole input is made.
+    Blocks write disjoint outputs, so they run on ``config.threads`` threads."""
     y = np.empty(plan.out_shape, dtype=acc)
     wt = _tiled_taps(w, plan, acc)
     # The bias as one output row (W_out * C), matching the einsum's output rows.
@@ -357,13 +362,8 @@ def _channelwise_correlate(plan: ConvPlan, x, w, acc, config, bias=None):
         return y
 
     def run(chunk):
-        # Room for the chunk's largest block, its first.
-        n0, n1, r0, r1 = chunk[0]
-        buf = _SlabBuffer(n1 - n0, _slab_rows(plan, r1 - r0),
-                          plan.in_hw[1] + sum(plan.pads[1]), plan.c_in, acc)
-        for n0, n1, r0, r1 in chunk:
-            xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
-            taps, spec = _tap_window_view(xp, plan, 0, n1 - n0, 0, r1 - r0)
+        for (n0, n1, r0, r1), src, sblk in _slabs(x, plan, chunk, acc):
+            taps, spec = _tap_window_view(src, plan, *sblk)
             out = y[n0:n1, r0:r1].reshape(taps.shape[:2] + taps.shape[4:])
             np.einsum(f"nhab{spec},ab{spec}->nh{spec}", taps, wt.reshape(taps.shape[2:]),
                       out=out)
@@ -376,10 +376,10 @@ def _channelwise_correlate(plan: ConvPlan, x, w, acc, config, bias=None):
 
 def _tap_window_view(xp, plan: ConvPlan, n0, n1, r0, r1):
     """``(view, spec)``: the windows of output rows ``r0:r1`` of images ``n0:n1`` of the
-    padded, C-ordered ``xp``, as ``(images, rows, f_h, f_w, *spec)`` with ``spec``
-    ``"x"`` (one axis of W_out * C: with unit column stride a window row's columns and
-    channels are contiguous, so einsum runs one long inner loop per tap) or ``"wc"``
-    (the W_out and C axes)."""
+    padded, C-ordered ``xp`` (a source and block of :func:`_slabs`), as ``(images, rows,
+    f_h, f_w, *spec)`` with ``spec`` ``"x"`` (one axis of W_out * C: with unit column
+    stride a window row's columns and channels are contiguous, so einsum runs one long
+    inner loop per tap) or ``"wc"`` (the W_out and C axes)."""
     (sh, sw), (dh, dwl) = plan.stride, plan.dilation
     wo, c = plan.out_hw[1], plan.c_in
     s0, s1, s2, s3 = c_strides(xp.shape)
@@ -454,7 +454,7 @@ def _channelwise_backward(plan: ConvPlan, dy, x, w, acc, config):
 def _channelwise_weight_grad(plan: ConvPlan, dy, x, acc, config):
     """dw of a depthwise conv of ``x`` (unpadded), in ``acc``: one ``einsum`` per block
     over the windows' view (see :func:`_tap_window_view`) of the block's padded input
-    rows (see :func:`_padded_slab`), which multiplies and sums without a product array
+    rows (see :func:`_slabs`), which multiplies and sums without a product array
     in between. With unit column stride it sums each tap over images and rows only, per
     output column and channel (long inner loops), and the columns last; chunks of
     blocks run on ``config.threads`` threads, each summing its own dw."""
@@ -466,12 +466,8 @@ def _channelwise_weight_grad(plan: ConvPlan, dy, x, acc, config):
 
     def run(chunk):
         dwt = np.zeros(part_shape, dtype=acc)
-        n0, n1, r0, r1 = chunk[0]  # the chunk's largest block
-        buf = _SlabBuffer(n1 - n0, _slab_rows(plan, r1 - r0),
-                          plan.in_hw[1] + sum(plan.pads[1]), plan.c_in, acc)
-        for n0, n1, r0, r1 in chunk:
-            xp = _padded_slab(x, plan, n0, n1, r0, r1, buf)
-            taps, spec = _tap_window_view(xp, plan, 0, n1 - n0, 0, r1 - r0)
+        for (n0, n1, r0, r1), src, sblk in _slabs(x, plan, chunk, acc):
+            taps, spec = _tap_window_view(src, plan, *sblk)
             dyb = dyc[n0:n1, r0:r1].reshape(taps.shape[:2] + taps.shape[4:])
             dwt += np.einsum(f"nhab{spec},nh{spec}->ab{'x' if merged else 'c'}", taps, dyb)
         return dwt
