@@ -162,6 +162,15 @@ class Case:
 
         return out_spatial(self)
 
+    def check_output(self) -> tuple[int, ...]:
+        """:meth:`out_spatial`, or a ValueError naming the case when an axis of it is empty
+        (the window fits nowhere): no inputs can be made for such a case."""
+        out = self.out_spatial()
+        if min(out, default=1) < 1:
+            raise ValueError(f"case {self.id} has no output ({out}): the kernel is larger "
+                             "than the padded input")
+        return out
+
     def out_hw(self) -> tuple[int, ...]:
         """0.1.0's name for :meth:`out_spatial`."""
         return self.out_spatial()
@@ -362,10 +371,7 @@ def make_inputs(case: Case) -> Inputs:
         fan_in = max(math.prod(w_shape[:-1]), 1)
         w = rng.standard_normal(w_shape) / np.sqrt(fan_in)
         b = rng.standard_normal(case.c_out) if case.bias else None
-    out = case.out_spatial()
-    if min(out) < 1:
-        raise ValueError(f"case {case.id} has no output ({out}): the kernel is larger "
-                         "than the padded input")
+    out = case.check_output()
     dy = rng.standard_normal((case.n, *out, case.c_out))
     arrays = [x, w, b, dy]
     if case.direction in HIGHER_ORDER:

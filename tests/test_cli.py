@@ -114,7 +114,7 @@ def test_run_rerun_snippet_case_id_reruns_exactly_that_case(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--case", "not-a-case"], "not a case id"),
     (["--case", "max_pool2d-bwd-n2h7w6c2-k2x4-s2x1-pvalid-d2x2-idx-float32-s0"],
-     "has no output (3, 0)"),
+     "has no output ((3, 0))"),
     (["--backends", "nosuchbackend"], "unknown backend"),
     (["--backends", "fake_backends:NoSuchClass"], "could not be created"),
     (["--backends", "no_such_module_xyz:Backend"], "unavailable"),
