@@ -171,6 +171,31 @@ def _terms(case, out_spatial):
     return max(taps * per_group, case.n * math.prod(out_spatial)) * taps
 
 
+def _assert_grads_within(label, case, got, spec, mags, terms, accumulate):
+    """Each gradient within the rounding bound of the spec's; None where the spec's is."""
+    for name, g_, s_, m_ in zip(("dx", "dw", "db"), got, spec, mags):
+        if s_ is None:
+            assert g_ is None, f"{label} {case.id}: {name} {g_!r}, expected None"
+            continue
+        assert_within(g_, s_, m_, terms, s_.dtype, accumulate, f"{label} {case.id} {name}")
+
+
+def _assert_grads_close(label, case, got, spec, floor=0):
+    """Each float64 gradient the spec's to 1e-12 (absolute: of the largest |value|, or
+    of ``floor`` when that is larger); None where the spec's is."""
+    for name, g_, s_ in zip(("dx", "dw", "db"), got, spec):
+        if s_ is None:
+            assert g_ is None, f"{label} {case.id}: {name} {g_!r}, expected None"
+            continue
+        np.testing.assert_allclose(g_, s_, rtol=1e-12, atol=1e-12 * max(np.abs(s_).max(), floor),
+                                   err_msg=f"{label} {case.id} {name}")
+
+
+def _assert_unchanged(label, case, arrays, kept):
+    for a, k in zip(arrays, kept):
+        assert a is None or np.array_equal(a, k), f"{label} {case.id} changed its input"
+
+
 # ----------------------------------------------------------------------------- conv
 
 def _check_conv(case, dtype, accumulate, workspace_bytes=None, config=FastConfig()):
@@ -183,16 +208,10 @@ def _check_conv(case, dtype, accumulate, workspace_bytes=None, config=FastConfig
     assert_within(y, want, F.conv(*_abs(x, w, b), **case.kw), terms, want.dtype, accumulate,
                   f"conv {case.id}")
     dy = _read_only(rng("fast-nd", case.id, "dy").standard_normal(want.shape).astype(dtype))[0]
-    got = conv_backward(dy, x, w, b, **case.kw, **fast)
-    spec = F.conv_backward(dy, x, w, b, **case.kw)
-    mags = F.conv_backward(*_abs(dy, x, w, b), **case.kw)
-    for name, g_, s_, m_ in zip(("dx", "dw", "db"), got, spec, mags):
-        if s_ is None:
-            assert g_ is None, f"conv_backward {case.id}: {name} {g_!r}, expected None"
-            continue
-        assert_within(g_, s_, m_, terms, s_.dtype, accumulate, f"conv_backward {case.id} {name}")
-    for a, k in zip((x, w, b), kept):
-        assert a is None or np.array_equal(a, k), f"conv {case.id} changed its input"
+    _assert_grads_within("conv_backward", case, conv_backward(dy, x, w, b, **case.kw, **fast),
+                         F.conv_backward(dy, x, w, b, **case.kw),
+                         F.conv_backward(*_abs(dy, x, w, b), **case.kw), terms, accumulate)
+    _assert_unchanged("conv", case, (x, w, b), kept)
 
 
 @_cases(CONV_CASES)
@@ -209,13 +228,8 @@ def test_fast_conv_float64_is_spec_to_1e12(case):
     np.testing.assert_allclose(conv(x, w, b, **case.kw), want, rtol=1e-12,
                                atol=1e-12 * np.abs(want).max(), err_msg=f"conv {case.id}")
     dy = rng("fast-nd", case.id, "dy").standard_normal(want.shape)
-    for name, g_, s_ in zip(("dx", "dw", "db"), conv_backward(dy, x, w, b, **case.kw),
-                            F.conv_backward(dy, x, w, b, **case.kw)):
-        if s_ is None:
-            assert g_ is None, f"conv_backward {case.id}: {name} {g_!r}, expected None"
-            continue
-        np.testing.assert_allclose(g_, s_, rtol=1e-12, atol=1e-12 * np.abs(s_).max(),
-                                   err_msg=f"conv_backward {case.id} {name}")
+    _assert_grads_close("conv_backward", case, conv_backward(dy, x, w, b, **case.kw),
+                        F.conv_backward(dy, x, w, b, **case.kw))
 
 
 @_cases([c for c in CONV_CASES if len(c.size) == 3] + CONV_CASES[:2])
@@ -238,18 +252,12 @@ def _check_transpose(case, dtype, accumulate, workspace_bytes=None, config=FastC
     assert_within(y, want, F.conv_transpose(*_abs(x, w, b), **case.kw), terms, want.dtype,
                   accumulate, f"conv_transpose {case.id}")
     dy = _read_only(rng("fast-nd", case.id, "dyT").standard_normal(want.shape).astype(dtype))[0]
-    got = conv_transpose_backward(dy, x, w, b, **case.kw, **fast)
-    spec = F.conv_transpose_backward(dy, x, w, b, **case.kw)
-    mags = F.conv_transpose_backward(*_abs(dy, x, w, b), **case.kw)
-    terms = max(terms, dy.size)
-    for name, g_, s_, m_ in zip(("dx", "dw", "db"), got, spec, mags):
-        if s_ is None:
-            assert g_ is None, f"conv_transpose_backward {case.id}: {name} {g_!r}, expected None"
-            continue
-        assert_within(g_, s_, m_, terms, s_.dtype, accumulate,
-                      f"conv_transpose_backward {case.id} {name}")
-    for a, k in zip((x, w, b), kept):
-        assert a is None or np.array_equal(a, k), f"conv_transpose {case.id} changed its input"
+    _assert_grads_within("conv_transpose_backward", case,
+                         conv_transpose_backward(dy, x, w, b, **case.kw, **fast),
+                         F.conv_transpose_backward(dy, x, w, b, **case.kw),
+                         F.conv_transpose_backward(*_abs(dy, x, w, b), **case.kw),
+                         max(terms, dy.size), accumulate)
+    _assert_unchanged("conv_transpose", case, (x, w, b), kept)
 
 
 @_cases(TRANSPOSE_CASES)
@@ -267,14 +275,9 @@ def test_fast_conv_transpose_float64_is_spec_to_1e12(case):
     np.testing.assert_allclose(conv_transpose(x, w, b, **case.kw), want, rtol=1e-12,
                                atol=1e-12 * scale, err_msg=f"conv_transpose {case.id}")
     dy = rng("fast-nd", case.id, "dyT").standard_normal(want.shape)
-    for name, g_, s_ in zip(("dx", "dw", "db"),
-                            conv_transpose_backward(dy, x, w, b, **case.kw),
-                            F.conv_transpose_backward(dy, x, w, b, **case.kw)):
-        if s_ is None:
-            assert g_ is None, f"conv_transpose_backward {case.id}: {name} {g_!r}"
-            continue
-        np.testing.assert_allclose(g_, s_, rtol=1e-12, atol=1e-12 * max(np.abs(s_).max(), 1),
-                                   err_msg=f"conv_transpose_backward {case.id} {name}")
+    _assert_grads_close("conv_transpose_backward", case,
+                        conv_transpose_backward(dy, x, w, b, **case.kw),
+                        F.conv_transpose_backward(dy, x, w, b, **case.kw), floor=1)
 
 
 @_cases([c for c in TRANSPOSE_CASES if len(c.size) == 3] + TRANSPOSE_CASES[:2])
