@@ -46,6 +46,9 @@ class Difference:
     #: since such bugs show on some shapes only.
     known_bug: bool = False
     match: Callable[[Case], bool] | None = field(default=None, compare=False)
+    #: A known bug that kills the framework's process (a signal, not an exception): the
+    #: backends that diverge decline its cases (:func:`fatal_bug`) instead of running them.
+    kills_process: bool = False
 
     def probed_by(self, case: Case) -> bool:
         if self.match is not None:
@@ -397,6 +400,7 @@ DIFFERENCES: tuple[Difference, ...] = (
               "max_pool2d-bwd-n2h7w6c2-k2x4-s2x1-pvalid-d2x2-idx-float32-s0 (a dilated "
               "window reaching 7 cells over a width of 6).",
         known_bug=True,
+        kills_process=True,
         match=lambda case: (case.family == "max_pool" and case.dtype != "float64"
                             and not _tensorflow_argmax(case)
                             and min(case.n, case.c_in, *case.spatial) > 0
@@ -503,12 +507,23 @@ DIFFERENCES: tuple[Difference, ...] = (
                                     zip(case.padding, case.dilation, case.kernel))),
     ),
 )
+#: The known bugs that kill their framework's process: checked for every case a backend
+#: is asked about, so kept apart from the rest.
+_FATAL = tuple(diff for diff in DIFFERENCES if diff.kills_process)
 
 
 def declared_divergence(case: Case, backend: str) -> Difference | None:
     """The convention difference this case probes on which ``backend`` declares another."""
     for diff in DIFFERENCES:
         if not diff.known_bug and diff.probed_by(case) and diff.diverges(backend):
+            return diff
+    return None
+
+
+def fatal_bug(case: Case, backend: str) -> Difference | None:
+    """A registered bug that would kill ``backend``'s process on ``case``."""
+    for diff in _FATAL:
+        if diff.probed_by(case) and diff.diverges(backend):
             return diff
     return None
 

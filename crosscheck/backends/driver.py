@@ -106,6 +106,13 @@ class TableBackend:
 
     # ---- the protocol -------------------------------------------------------------------------
     def unsupported(self, case: Case) -> str | None:
+        from crosscheck import semantics  # the registry of known bugs, not an oracle
+
+        bug = semantics.fatal_bug(case, self.name)
+        if bug is not None:
+            # Running it (a probe included) would kill crosscheck with the framework.
+            return (f"{self.name} would kill its process on this case, known bug {bug.key}: "
+                    f"{bug.title} ({'; '.join(bug.sources)})")
         impl = self.ops.get(case.family)
         if impl is None:
             return f"{self.name} has no {case.op} in this suite's table"

@@ -302,14 +302,6 @@ def _argmax_pool(x, kernel, strides, padding, spatial, pads):
 
 
 def _max_unsupported(case: Case) -> str | None:
-    from crosscheck import semantics  # the registry of known bugs, not an oracle
-
-    bug = semantics.known_bug(case, "tensorflow")
-    if bug is not None and bug.key == "tensorflow_onednn_maxpool_empty_output":
-        # Running it would kill crosscheck with its process: decline it, naming the bug.
-        return (f"TensorFlow's oneDNN max pool dies with a floating-point exception on an "
-                f"empty output axis (output {case.out_spatial()}), known bug {bug.key} "
-                f"({'; '.join(bug.sources)})")
     indices = case.return_indices and case.direction == "forward"
     if indices and case.rank == 3:
         return "TensorFlow has no 3-D max_pool_with_argmax (indices)"
